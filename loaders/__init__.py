@@ -1,0 +1,1 @@
+"""loaders: PAN-X data, label alignment, padding and batching."""

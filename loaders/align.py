@@ -1,0 +1,63 @@
+"""Tokenise PAN-X sentences and put each word's tag on its sub-words.
+
+The first sub-word of a word carries the word's tag; later sub-words and the special tokens get
+-100, which CrossEntropyLoss ignores, so every word is scored exactly once.
+"""
+from __future__ import annotations
+
+import warnings
+
+from datasets import DatasetDict
+
+from xlmr.config import TAGS
+from xlmr.tokenizer import XLMRTokenizer
+
+IGNORE = -100
+
+
+def inside_tag_ids(tags=TAGS) -> list[int]:
+    """For each tag id, the id of its I- form (B-PER -> I-PER); O and I- tags map to themselves."""
+    index = {t: i for i, t in enumerate(tags)}
+    return [index.get("I-" + t[2:], i) if t.startswith("B-") else i for i, t in enumerate(tags)]
+
+
+def align_labels(word_ids: list[int | None], word_labels: list[int], label_all_subwords: bool = False,
+                 inside: list[int] | None = None) -> list[int]:
+    """Token labels from word labels. With `label_all_subwords`, later sub-words are labelled too,
+    with the I- form of the word's tag (a B- entity continues inside the word)."""
+    inside = inside or inside_tag_ids()
+    labels, previous = [], None
+    for w in word_ids:
+        if w is None:
+            labels.append(IGNORE)
+        elif w != previous:
+            labels.append(word_labels[w])
+        else:
+            labels.append(inside[word_labels[w]] if label_all_subwords else IGNORE)
+        previous = w
+    return labels
+
+
+def encode_panx(ds: DatasetDict, tokenizer: XLMRTokenizer, max_length: int = 512,
+                label_all_subwords: bool = False) -> DatasetDict:
+    """Adds input_ids, labels and word_ids (-1 for special tokens) to every split. Sentences longer
+    than max_length are truncated, never dropped, and counted in a warning."""
+    inside = inside_tag_ids()
+    truncated = []
+
+    def encode(batch):
+        encodings = tokenizer.encode_words_batch(batch["tokens"], max_length=max_length)
+        truncated.extend(e.truncated for e in encodings if e.truncated)
+        return {
+            "input_ids": [e.input_ids for e in encodings],
+            "labels": [align_labels(e.word_ids, tags, label_all_subwords, inside)
+                       for e, tags in zip(encodings, batch["ner_tags"])],
+            "word_ids": [[-1 if w is None else w for w in e.word_ids] for e in encodings],
+        }
+
+    # No cache: the truncation count is gathered as the function runs.
+    encoded = ds.map(encode, batched=True, batch_size=1000, load_from_cache_file=False)
+    if truncated:
+        warnings.warn(f"{len(truncated)} sentence(s) longer than {max_length} tokens were truncated "
+                      f"(their last words are not scored)", stacklevel=2)
+    return encoded

@@ -1,0 +1,186 @@
+"""PAN-X (WikiANN) for one language, as a `datasets.DatasetDict`, and the Swiss language mix.
+
+Where the data comes from, in order: the `data_dir` argument (the `--data-dir` flag), the
+environment variable PANX_DATA_DIR, the Hugging Face Hub (`google/xtreme`, config `PAN-X.<lang>`).
+A folder may hold XTREME's layout, `{train,dev,test}-{lang}.tsv`, or the original WikiANN layout,
+`{lang}/{train,dev,test}` with `lang:token<TAB>tag` lines.
+
+    python -m loaders.panx --langs de fr it en --data-dir DIR     # entity counts per split
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+
+import numpy as np
+from datasets import ClassLabel, Dataset, DatasetDict, Features, Sequence, Value
+
+from xlmr.config import TAGS
+
+ENV_VAR = "PANX_DATA_DIR"
+SPLITS = {"train": "train", "validation": "dev", "test": "test"}  # DatasetDict name -> file name
+SWISS_FRACTIONS = {"de": 0.629, "fr": 0.229, "it": 0.084, "en": 0.059}
+# PAN-X languages of the XTREME benchmark (Thai is part of PAN-X too).
+PANX_LANGS = set(
+    "af ar bg bn de el en es et eu fa fi fr he hi hu id it ja jv ka kk ko ml mr ms my nl pt ru sw "
+    "ta te th tl tr ur vi yo zh".split()
+)
+FEATURES = Features({
+    "tokens": Sequence(Value("string")),
+    "ner_tags": Sequence(ClassLabel(names=list(TAGS))),
+    "langs": Sequence(Value("string")),
+})
+
+
+class PanxError(ValueError):
+    pass
+
+
+def read_conll(path: Path, lang: str) -> dict[str, list]:
+    """Sentences of a `token<TAB>tag` file, blank lines between sentences. Every malformed line is
+    an error naming the file and line: a silently skipped line would shift the labels."""
+    tag_ids = {t: i for i, t in enumerate(TAGS)}
+    prefix = f"{lang}:"
+    tokens, tags, sentences = [], [], {"tokens": [], "ner_tags": [], "langs": []}
+
+    def close_sentence():
+        if tokens:
+            sentences["tokens"].append(list(tokens))
+            sentences["ner_tags"].append(list(tags))
+            sentences["langs"].append([lang] * len(tokens))
+            tokens.clear()
+            tags.clear()
+
+    with open(path, encoding="utf-8") as f:
+        for lineno, line in enumerate(f, 1):
+            line = line.rstrip("\r\n")
+            if not line.strip():
+                close_sentence()
+                continue
+            parts = line.split("\t")
+            if len(parts) != 2:
+                raise PanxError(f"{path}:{lineno}: expected 'token<TAB>tag', got {line[:80]!r}")
+            token, tag = parts
+            if tag not in tag_ids:
+                raise PanxError(f"{path}:{lineno}: unknown tag {tag!r} (known: {', '.join(TAGS)})")
+            if token.startswith(prefix):  # the original WikiANN layout prefixes every token
+                token = token[len(prefix):]
+            if not token:
+                raise PanxError(f"{path}:{lineno}: empty token")
+            tokens.append(token)
+            tags.append(tag_ids[tag])
+    close_sentence()
+    if not sentences["tokens"]:
+        raise PanxError(f"{path}: no sentences (empty file)")
+    return sentences
+
+
+def _split_file(folder: Path, lang: str, split: str) -> Path | None:
+    for candidate in (folder / f"{split}-{lang}.tsv", folder / lang / split, folder / lang / f"{split}.tsv"):
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+def _load_folder(folder: Path, lang: str) -> DatasetDict:
+    files = {name: _split_file(folder, lang, stem) for name, stem in SPLITS.items()}
+    missing = [SPLITS[name] for name, f in files.items() if f is None]
+    if len(missing) == len(SPLITS):
+        raise FileNotFoundError(f"{folder}: no PAN-X files for {lang!r} (looked for {{train,dev,test}}-{lang}.tsv and {lang}/{{train,dev,test}})")
+    if missing:
+        raise PanxError(f"{folder}: PAN-X {lang!r} lacks the split(s) {', '.join(missing)}")
+    return DatasetDict({name: Dataset.from_dict(read_conll(f, lang), features=FEATURES) for name, f in files.items()})
+
+
+def _load_hub(lang: str) -> DatasetDict:
+    from datasets import load_dataset
+
+    return load_dataset("google/xtreme", name=f"PAN-X.{lang}")
+
+
+def check_lang(lang: str) -> None:
+    if lang not in PANX_LANGS:
+        raise PanxError(f"unknown PAN-X language {lang!r}; known: {' '.join(sorted(PANX_LANGS))}")
+
+
+def load_panx(lang: str, data_dir: str | os.PathLike | None = None) -> DatasetDict:
+    """One language's PAN-X: train / validation / test with columns tokens, ner_tags, langs."""
+    check_lang(lang)
+    tried = []
+    for source, folder in (("data_dir", data_dir), (ENV_VAR, os.environ.get(ENV_VAR))):
+        if not folder:
+            continue
+        folder = Path(folder)
+        if not folder.is_dir():
+            tried.append(f"{source}={folder} (not a folder)")
+            continue
+        try:
+            return _load_folder(folder, lang)
+        except FileNotFoundError as e:
+            tried.append(f"{source}: {e}")
+    try:
+        return _load_hub(lang)
+    except Exception as e:  # no network, no such config, datasets errors: reported together below
+        tried.append(f"the Hugging Face Hub google/xtreme PAN-X.{lang} ({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''})")
+    raise FileNotFoundError(
+        f"could not load PAN-X {lang!r}. Tried:\n  - " + "\n  - ".join(tried)
+        + f"\nPass --data-dir (a folder of {{train,dev,test}}-{lang}.tsv) or set {ENV_VAR}."
+    )
+
+
+def swiss_indices(num_rows: int, fraction: float, seed: int = 0) -> np.ndarray:
+    """The rows `ds.shuffle(seed=seed).select(range(int(fraction * num_rows)))` keeps: `datasets`
+    shuffles with numpy's default_rng(seed).permutation, and the first rows of it are kept."""
+    return np.random.default_rng(seed).permutation(num_rows)[: int(fraction * num_rows)]
+
+
+def swiss_corpus(data_dir=None, langs=("de", "fr", "it", "en"), seed: int = 0) -> dict[str, DatasetDict]:
+    """The book's Swiss mix: each language keeps its share (de 62.9%, fr 22.9%, it 8.4%, en 5.9%)
+    of every split."""
+    unknown = [lang for lang in langs if lang not in SWISS_FRACTIONS]
+    if unknown:
+        raise PanxError(f"no Swiss-mix fraction for {unknown}; the mix has {list(SWISS_FRACTIONS)}")
+    corpus = {}
+    for lang in langs:
+        ds = load_panx(lang, data_dir)
+        frac = SWISS_FRACTIONS[lang]
+        corpus[lang] = DatasetDict({
+            split: d.select(swiss_indices(d.num_rows, frac, seed)) for split, d in ds.items()
+        })
+    return corpus
+
+
+def entity_counts(ds: DatasetDict) -> dict[str, dict[str, int]]:
+    """Entities per split, counted by their B- tags."""
+    names = ds["train"].features["ner_tags"].feature.names
+    counts = {}
+    for split, d in ds.items():
+        tags = np.concatenate([np.asarray(t, dtype=np.int64) for t in d["ner_tags"]])
+        row = {name[2:]: int((tags == i).sum()) for i, name in enumerate(names) if name.startswith("B-")}
+        counts[split] = {"sentences": d.num_rows, **row}
+    return counts
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(prog="python -m loaders.panx", description="Entity counts of PAN-X splits.")
+    p.add_argument("--langs", nargs="+", default=["de", "fr", "it", "en"])
+    p.add_argument("--data-dir", default=None, help=f"folder of PAN-X files (default: ${ENV_VAR}, else the hub)")
+    p.add_argument("--swiss", action="store_true", help="count the Swiss-mix subsets instead of the full splits")
+    args = p.parse_args(argv)
+    try:
+        data = swiss_corpus(args.data_dir, args.langs) if args.swiss else {
+            lang: load_panx(lang, args.data_dir) for lang in args.langs}
+    except (PanxError, FileNotFoundError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
+    print(f"{'lang':<5} {'split':<11} {'sentences':>9} {'PER':>7} {'ORG':>7} {'LOC':>7}")
+    for lang, ds in data.items():
+        for split, row in entity_counts(ds).items():
+            print(f"{lang:<5} {split:<11} {row['sentences']:>9} {row['PER']:>7} {row['ORG']:>7} {row['LOC']:>7}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,62 @@
+"""Shared fixtures. Real assets live in ../shared beside the repository: tests that need them
+skip with the reason in a user's clone, and fail under CI=true, where they are always present."""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+SHARED = ROOT.parent / "shared"
+PANX = SHARED / "data" / "panx"
+SPM = SHARED / "models" / "xlm-roberta-tokenizer" / "sentencepiece.bpe.model"
+TOKENIZER_JSON = SHARED / "models" / "xlm-roberta-tokenizer" / "tokenizer.json"
+E5_BUILDER = SHARED / "models" / "multilingual-e5-small-q4" / "build_hf_checkpoint.py"
+
+
+def require(path: Path) -> Path:
+    if path.exists():
+        return path
+    reason = f"needs {path.relative_to(ROOT.parent)} (the shared assets beside the repository)"
+    if os.environ.get("CI") == "true":
+        pytest.fail(f"{reason}, which CI always has")
+    pytest.skip(reason)
+
+
+@pytest.fixture(scope="session")
+def panx_dir() -> Path:
+    return require(PANX)
+
+
+@pytest.fixture(scope="session")
+def spm_path() -> Path:
+    return require(SPM)
+
+
+@pytest.fixture(scope="session")
+def tokenizer(spm_path):
+    from xlmr.tokenizer import XLMRTokenizer
+
+    return XLMRTokenizer(spm_path)
+
+
+@pytest.fixture(scope="session")
+def hf_fast_tokenizer():
+    from tokenizers import Tokenizer
+
+    return Tokenizer.from_file(str(require(TOKENIZER_JSON)))
+
+
+@pytest.fixture(scope="session")
+def e5_hf_dir(tmp_path_factory) -> Path:
+    """The real multilingual-e5-small weights as a Hugging Face folder, built once per session."""
+    out = tmp_path_factory.mktemp("e5-hf")
+    subprocess.run([sys.executable, str(require(E5_BUILDER)), str(out)], check=True, capture_output=True)
+    return out
+
+
+def pytest_configure(config):
+    config.addinivalue_line("markers", "slow: long real-data checks, run with `pytest -m slow`")

@@ -1,0 +1,108 @@
+"""Conversion of real weights, the export round trip, and damaged checkpoints."""
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+from safetensors.torch import load_file, save_file
+
+from tiny import hf_config, hf_model, ragged_batch, save_hf
+from xlmr.convert import convert
+from xlmr.weights import CheckpointError, export_hf, load_model
+
+SENTENCES = [
+    "Jeff Dean ist ein Informatiker bei Google in Kalifornien.",
+    "Jeff Dean est informaticien chez Google en Californie.",
+    "Jeff Dean è un informatico di Google in California.",
+    "Jack Sparrow loves New York!",
+]
+
+
+def test_real_e5_hidden_states_match_transformers(e5_hf_dir, tmp_path, tokenizer):
+    from transformers import AutoModel
+
+    convert(e5_hf_dir, tmp_path / "ours")
+    ours = load_model(tmp_path / "ours").eval()
+    ref = AutoModel.from_pretrained(e5_hf_dir).eval()
+    encoded = [tokenizer.encode(s) for s in SENTENCES]
+    T = max(map(len, encoded))
+    ids = torch.tensor([e + [1] * (T - len(e)) for e in encoded])
+    mask = (ids != 1).long()
+    with torch.no_grad():
+        hidden = ours.encoder(ids, mask)
+        expected = ref(input_ids=ids, attention_mask=mask).last_hidden_state
+    diff = (hidden - expected)[mask.bool()].abs().max().item()
+    assert diff <= 1e-4, diff
+
+
+@pytest.mark.parametrize("model_type", ["xlm-roberta", "bert"])
+def test_export_round_trip(tmp_path, model_type):
+    from transformers import AutoModelForTokenClassification
+
+    save_hf(hf_model(hf_config(model_type)), tmp_path / "hf")
+    convert(tmp_path / "hf", tmp_path / "ours")
+    ours = load_model(tmp_path / "ours").eval()
+    export_hf(ours, tmp_path / "back")
+    back = AutoModelForTokenClassification.from_pretrained(tmp_path / "back").eval()
+    assert back.config.id2label == ours.config.id2label
+    ids, mask, _ = ragged_batch(1000, 0 if model_type == "bert" else 1)
+    with torch.no_grad():
+        expected, _ = ours(ids, mask)
+        got = back(input_ids=ids, attention_mask=mask).logits
+    torch.testing.assert_close(got[mask.bool()], expected[mask.bool()])
+
+
+def test_checkpoint_without_head_gets_a_new_one(tmp_path):
+    save_hf(hf_model(hf_config("xlm-roberta"), head=False), tmp_path / "hf")
+    with pytest.warns(UserWarning, match="new 7-label head"):
+        model = load_model(tmp_path / "hf", id2label={i: t for i, t in enumerate("ABCDEFG")})
+    std = model.classifier.weight.std().item()
+    assert 0.01 < std < 0.03 and torch.all(model.classifier.bias == 0)
+
+
+@pytest.fixture
+def hf_folder(tmp_path):
+    return save_hf(hf_model(hf_config("xlm-roberta")), tmp_path / "hf")
+
+
+def test_truncated_safetensors(hf_folder):
+    file = hf_folder / "model.safetensors"
+    file.write_bytes(file.read_bytes()[: file.stat().st_size // 2])
+    with pytest.raises(CheckpointError, match="model.safetensors.*truncated"):
+        load_model(hf_folder)
+
+
+def test_wrong_shape_names_the_key(hf_folder):
+    file = hf_folder / "model.safetensors"
+    tensors = load_file(file)
+    tensors["roberta.encoder.layer.1.intermediate.dense.weight"] = torch.zeros(36, 32)
+    save_file(tensors, file)
+    with pytest.raises(CheckpointError, match=r"encoder\.layers\.1\.mlp\.fc\.weight: checkpoint \(36, 32\), model \(37, 32\)"):
+        load_model(hf_folder)
+
+
+def test_missing_layer_names_the_keys(hf_folder):
+    file = hf_folder / "model.safetensors"
+    tensors = {k: v for k, v in load_file(file).items() if ".layer.1.output." not in k}
+    save_file(tensors, file)
+    with pytest.raises(CheckpointError, match=r"missing keys.*encoder\.layers\.1\.mlp\.proj\.weight"):
+        load_model(hf_folder)
+
+
+def test_unknown_model_type_names_the_file(hf_folder):
+    config = json.loads((hf_folder / "config.json").read_text())
+    config["model_type"] = "gpt2"
+    (hf_folder / "config.json").write_text(json.dumps(config))
+    with pytest.raises(CheckpointError, match=r"config\.json: unknown model_type 'gpt2'"):
+        load_model(hf_folder)
+
+
+def test_head_with_other_label_count(hf_folder):
+    with pytest.raises(CheckpointError, match="head has 7 labels but the data has 3"):
+        load_model(hf_folder, id2label={0: "O", 1: "B-X", 2: "I-X"})
+
+
+def test_missing_folder_and_unreachable_hub(tmp_path):
+    with pytest.raises(CheckpointError, match="no model folder"):
+        load_model(tmp_path / "nowhere" / "model")

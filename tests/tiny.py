@@ -1,0 +1,62 @@
+"""Tiny random models in the reference library, saved as Hugging Face folders."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+
+TAGS = ("O", "B-PER", "I-PER", "B-ORG", "I-ORG", "B-LOC", "I-LOC")
+
+
+def hf_config(model_type: str, vocab_size: int = 1000, dropout: float = 0.0, **overrides):
+    from transformers import BertConfig, XLMRobertaConfig
+
+    common = dict(
+        vocab_size=vocab_size, hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
+        intermediate_size=37, hidden_dropout_prob=dropout, attention_probs_dropout_prob=dropout,
+        id2label=dict(enumerate(TAGS)), label2id={t: i for i, t in enumerate(TAGS)},
+    )
+    common.update(overrides)
+    if model_type == "xlm-roberta":
+        return XLMRobertaConfig(max_position_embeddings=66, type_vocab_size=1, pad_token_id=1,
+                                bos_token_id=0, eos_token_id=2, **common)
+    return BertConfig(max_position_embeddings=64, type_vocab_size=2, pad_token_id=0, **common)
+
+
+def hf_model(config, seed: int = 0, head: bool = True):
+    from transformers import AutoModel, AutoModelForTokenClassification
+
+    torch.manual_seed(seed)
+    cls = AutoModelForTokenClassification if head else AutoModel
+    model = cls.from_config(config, attn_implementation="eager")
+    # Random LayerNorm and bias values too, so a swapped weight/bias cannot go unnoticed.
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            if "LayerNorm" in name or name.endswith("bias"):
+                p.normal_(0.0 if name.endswith("bias") else 1.0, 0.1)
+    return model.eval()
+
+
+def save_hf(model, folder: Path, tokenizer_file: Path | None = None) -> Path:
+    model.save_pretrained(folder, safe_serialization=True)
+    if tokenizer_file is not None:
+        (folder / "sentencepiece.bpe.model").write_bytes(Path(tokenizer_file).read_bytes())
+    return folder
+
+
+def ragged_batch(vocab_size: int, pad_id: int, lengths=(9, 4, 13, 1 + 1), num_labels: int = 7, seed: int = 1):
+    """input_ids, attention_mask and labels for a right-padded batch of the given lengths; labels
+    are -100 on padding, on the first and last token and on a few others."""
+    g = torch.Generator().manual_seed(seed)
+    B, T = len(lengths), max(lengths)
+    ids = torch.full((B, T), pad_id, dtype=torch.long)
+    mask = torch.zeros((B, T), dtype=torch.long)
+    labels = torch.full((B, T), -100, dtype=torch.long)
+    for i, n in enumerate(lengths):
+        ids[i, :n] = torch.randint(3, vocab_size, (n,), generator=g)
+        ids[i, 0], ids[i, n - 1] = 0, 2
+        mask[i, :n] = 1
+        labels[i, 1:n - 1] = torch.randint(0, num_labels, (n - 2,), generator=g)
+    labels[0, 3] = -100  # a later sub-word
+    ids[ids == pad_id] = torch.where(mask.bool(), 5, pad_id)[ids == pad_id]  # no pad id inside sentences
+    return ids, mask, labels

@@ -1,0 +1,190 @@
+"""The XLM-RoBERTa encoder and its token-classification head, one small module per idea.
+
+Shapes: B batch, T sequence length, H hidden size, nh heads, hs head size (H = nh * hs),
+F feed-forward size, C number of labels.
+"""
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from .config import XLMRConfig
+
+ACTIVATIONS = {
+    "gelu": F.gelu,  # exact (erf) GELU, as BERT and XLM-R were trained
+    "gelu_new": lambda x: F.gelu(x, approximate="tanh"),
+    "gelu_pytorch_tanh": lambda x: F.gelu(x, approximate="tanh"),
+    "relu": F.relu,
+}
+
+
+def position_ids_for(input_ids: torch.Tensor, config: XLMRConfig) -> torch.Tensor:
+    """(B, T) positions: RoBERTa counts only real tokens from padding_idx + 1 and gives padding
+    the padding index itself; BERT counts 0..T-1 whatever the padding."""
+    if config.position_offset == 0:
+        T = input_ids.shape[1]
+        return torch.arange(T, device=input_ids.device).expand_as(input_ids)
+    not_pad = input_ids.ne(config.pad_token_id).int()  # (B, T)
+    return torch.cumsum(not_pad, dim=1) * not_pad + config.pad_token_id
+
+
+class Embeddings(nn.Module):
+    def __init__(self, config: XLMRConfig):
+        super().__init__()
+        self.config = config
+        self.word = nn.Embedding(config.vocab_size, config.hidden_size, padding_idx=config.pad_token_id)
+        self.position = nn.Embedding(
+            config.max_position_embeddings, config.hidden_size,
+            padding_idx=config.pad_token_id if config.position_offset else None,
+        )
+        self.token_type = nn.Embedding(config.type_vocab_size, config.hidden_size)
+        self.norm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
+        self.dropout = nn.Dropout(config.hidden_dropout_prob)
+
+    def forward(self, input_ids: torch.Tensor, token_type_ids: torch.Tensor | None = None) -> torch.Tensor:
+        # Checked on the shape, not the values, so that no device sync is needed.
+        longest = self.config.max_position_embeddings - self.config.position_offset
+        if input_ids.shape[1] > longest:
+            raise ValueError(f"sequence of {input_ids.shape[1]} tokens is longer than the model's {longest} positions")
+        positions = position_ids_for(input_ids, self.config)  # (B, T)
+        if token_type_ids is None:
+            token_type_ids = torch.zeros_like(input_ids)
+        x = self.word(input_ids) + self.position(positions) + self.token_type(token_type_ids)  # (B, T, H)
+        return self.dropout(self.norm(x))
+
+
+class SelfAttention(nn.Module):
+    """Multi-head self-attention with one fused QKV projection.
+
+    `manual=True` spells the attention out (softmax(QK^T / sqrt(hs)) V) for study; the default
+    calls PyTorch's fused scaled_dot_product_attention, which computes the same thing.
+    """
+
+    def __init__(self, config: XLMRConfig, manual: bool = False):
+        super().__init__()
+        self.nh, self.hs = config.num_attention_heads, config.head_dim
+        self.qkv = nn.Linear(config.hidden_size, 3 * config.hidden_size)
+        self.proj = nn.Linear(config.hidden_size, config.hidden_size)
+        self.attn_dropout = config.attention_probs_dropout_prob
+        self.manual = manual
+
+    def forward(self, x: torch.Tensor, key_mask: torch.Tensor) -> torch.Tensor:
+        # x: (B, T, H); key_mask: (B, 1, 1, T) bool, True where a key may be attended to
+        B, T, H = x.shape
+        q, k, v = self.qkv(x).split(H, dim=2)  # 3 x (B, T, H)
+        q, k, v = (t.view(B, T, self.nh, self.hs).transpose(1, 2) for t in (q, k, v))  # (B, nh, T, hs)
+        p = self.attn_dropout if self.training else 0.0
+        if self.manual:
+            scores = (q @ k.transpose(-2, -1)) / math.sqrt(self.hs)  # (B, nh, T, T)
+            scores = scores.masked_fill(~key_mask, torch.finfo(scores.dtype).min)
+            weights = F.dropout(scores.softmax(dim=-1), p=p, training=self.training)
+            y = weights @ v  # (B, nh, T, hs)
+        else:
+            y = F.scaled_dot_product_attention(q, k, v, attn_mask=key_mask, dropout_p=p)
+        y = y.transpose(1, 2).reshape(B, T, H)  # re-assemble the heads side by side
+        return self.proj(y)
+
+
+class FeedForward(nn.Module):
+    def __init__(self, config: XLMRConfig):
+        super().__init__()
+        self.fc = nn.Linear(config.hidden_size, config.intermediate_size)
+        self.proj = nn.Linear(config.intermediate_size, config.hidden_size)
+        if config.hidden_act not in ACTIVATIONS:
+            raise ValueError(f"unsupported hidden_act {config.hidden_act!r}; known: {sorted(ACTIVATIONS)}")
+        self.act = ACTIVATIONS[config.hidden_act]
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.proj(self.act(self.fc(x)))  # (B, T, H) -> (B, T, F) -> (B, T, H)
+
+
+class EncoderLayer(nn.Module):
+    """Post-LayerNorm transformer layer, as in BERT and XLM-R: the residual sum is normalised."""
+
+    def __init__(self, config: XLMRConfig, manual_attention: bool = False):
+        super().__init__()
+        self.attn = SelfAttention(config, manual=manual_attention)
+        self.attn_norm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
+        self.mlp = FeedForward(config)
+        self.mlp_norm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
+        self.dropout = nn.Dropout(config.hidden_dropout_prob)
+
+    def forward(self, x: torch.Tensor, key_mask: torch.Tensor) -> torch.Tensor:
+        x = self.attn_norm(x + self.dropout(self.attn(x, key_mask)))
+        return self.mlp_norm(x + self.dropout(self.mlp(x)))
+
+
+class XLMRModel(nn.Module):
+    """The encoder body: embeddings and a stack of layers (no pooler; NER does not use it)."""
+
+    def __init__(self, config: XLMRConfig, manual_attention: bool = False):
+        super().__init__()
+        self.config = config
+        self.embeddings = Embeddings(config)
+        self.layers = nn.ModuleList(EncoderLayer(config, manual_attention) for _ in range(config.num_hidden_layers))
+
+    def set_manual_attention(self, manual: bool) -> None:
+        for layer in self.layers:
+            layer.attn.manual = manual
+
+    def forward(self, input_ids, attention_mask=None, token_type_ids=None) -> torch.Tensor:
+        # input_ids, attention_mask: (B, T) -> last hidden states (B, T, H)
+        if attention_mask is None:
+            attention_mask = input_ids.ne(self.config.pad_token_id)
+        key_mask = attention_mask.bool()[:, None, None, :]  # (B, 1, 1, T), broadcast over heads and queries
+        x = self.embeddings(input_ids, token_type_ids)
+        for layer in self.layers:
+            x = layer(x, key_mask)
+        return x
+
+
+class XLMRForTokenClassification(nn.Module):
+    """Encoder + dropout + linear head: one score per label for every token."""
+
+    def __init__(self, config: XLMRConfig, manual_attention: bool = False):
+        super().__init__()
+        self.config = config
+        self.encoder = XLMRModel(config, manual_attention)
+        self.dropout = nn.Dropout(config.head_dropout)
+        self.classifier = nn.Linear(config.hidden_size, config.num_labels)
+        self.apply(self._init_weights)
+
+    def _init_weights(self, module: nn.Module) -> None:
+        # BERT's initialisation; it is what a new head gets when the checkpoint has none.
+        if isinstance(module, (nn.Linear, nn.Embedding)):
+            nn.init.normal_(module.weight, mean=0.0, std=self.config.initializer_range)
+        if isinstance(module, nn.Linear) and module.bias is not None:
+            nn.init.zeros_(module.bias)
+        if isinstance(module, nn.Embedding) and module.padding_idx is not None:
+            with torch.no_grad():
+                module.weight[module.padding_idx].zero_()
+        if isinstance(module, nn.LayerNorm):
+            nn.init.ones_(module.weight)
+            nn.init.zeros_(module.bias)
+
+    def reset_head(self) -> None:
+        self._init_weights(self.classifier)
+
+    def forward(self, input_ids, attention_mask=None, labels=None, token_type_ids=None):
+        """Returns logits (B, T, C), and with labels (B, T) also the mean cross-entropy over the
+        tokens whose label is not -100."""
+        hidden = self.encoder(input_ids, attention_mask, token_type_ids)  # (B, T, H)
+        logits = self.classifier(self.dropout(hidden))  # (B, T, C)
+        if labels is None:
+            return logits, None
+        loss = F.cross_entropy(logits.view(-1, logits.shape[-1]).float(), labels.view(-1), ignore_index=-100)
+        return logits, loss
+
+    @classmethod
+    def from_pretrained(cls, path, id2label: dict[int, str] | None = None, **kwargs):
+        from .weights import load_model
+
+        return load_model(path, id2label=id2label, **kwargs)
+
+    def save_pretrained(self, path, tokenizer_file=None) -> None:
+        from .weights import save_model
+
+        save_model(self, path, tokenizer_file=tokenizer_file)

@@ -1,0 +1,138 @@
+"""XLM-R's SentencePiece tokenizer with fairseq ids and word ids.
+
+fairseq put four special tokens in front of the SentencePiece vocabulary and kept SentencePiece's
+order for the rest, so every SentencePiece id is shifted by one:
+
+    fairseq:        <s>=0  <pad>=1  </s>=2  <unk>=3  ',' = 6 ... <mask>=250001
+    SentencePiece:  <unk>=0  <s>=1  </s>=2  ',' = 5 ...
+
+SentencePiece's own <unk> (0) would become 1, the pad id, so it is mapped to 3 instead.
+"""
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+import sentencepiece as spm
+
+BOS, PAD, EOS, UNK = 0, 1, 2, 3
+SPECIAL_TOKENS = {BOS: "<s>", PAD: "<pad>", EOS: "</s>", UNK: "<unk>"}
+FAIRSEQ_OFFSET = 1
+SPIECE_UNDERLINE = "\u2581"  # '▁', SentencePiece's mark for "a space came before this piece"
+
+
+@dataclass
+class Encoding:
+    input_ids: list[int]
+    word_ids: list[int | None]  # index of the word each token came from; None for <s> and </s>
+    truncated: bool = False
+
+
+class XLMRTokenizer:
+    def __init__(self, path: str | Path):
+        path = Path(path)
+        if path.is_dir():
+            path = path / "sentencepiece.bpe.model"
+        if not path.is_file():
+            raise FileNotFoundError(f"no SentencePiece model at {path}")
+        self.path = path
+        self.sp = spm.SentencePieceProcessor(model_file=str(path))
+        # The model's character map alone (NFKC and friends), without SentencePiece's trimming of
+        # spaces: a word can normalise to something with spaces in it, and those matter (below).
+        self.normalizer = spm.SentencePieceNormalizer(
+            model_file=str(path), add_dummy_prefix=False, escape_whitespaces=False, remove_extra_whitespaces=False
+        )
+        self.space_piece_id = self.sp.piece_to_id(SPIECE_UNDERLINE) + FAIRSEQ_OFFSET
+        n = self.sp.get_piece_size()
+        self.mask_id = n + FAIRSEQ_OFFSET  # 250001 for XLM-R's 250000 pieces
+        self.vocab_size = n + FAIRSEQ_OFFSET + 1
+        self.bos_id, self.pad_id, self.eos_id, self.unk_id = BOS, PAD, EOS, UNK
+
+    # -- ids <-> pieces ------------------------------------------------------------------------
+    def _to_fairseq(self, sp_ids: list[int]) -> list[int]:
+        return [UNK if i == 0 else i + FAIRSEQ_OFFSET for i in sp_ids]
+
+    def convert_ids_to_tokens(self, ids) -> list[str]:
+        return [self._id_to_piece(int(i)) for i in ids]
+
+    def _id_to_piece(self, i: int) -> str:
+        if i in SPECIAL_TOKENS:
+            return SPECIAL_TOKENS[i]
+        if i == self.mask_id:
+            return "<mask>"
+        if not 0 <= i < self.vocab_size:
+            raise ValueError(f"id {i} is outside the vocabulary of {self.vocab_size}")
+        return self.sp.id_to_piece(i - FAIRSEQ_OFFSET)
+
+    def convert_tokens_to_ids(self, tokens) -> list[int]:
+        inverse = {v: k for k, v in SPECIAL_TOKENS.items()} | {"<mask>": self.mask_id}
+        return [inverse[t] if t in inverse else self._to_fairseq([self.sp.piece_to_id(t)])[0] for t in tokens]
+
+    # -- encoding ------------------------------------------------------------------------------
+    def encode(self, text: str, add_special_tokens: bool = True, max_length: int | None = 512) -> list[int]:
+        ids = self._to_fairseq(self.sp.encode(text))
+        if not add_special_tokens:
+            return ids if max_length is None else ids[:max_length]
+        if max_length is not None:
+            ids = ids[: max_length - 2]
+        return [BOS, *ids, EOS]
+
+    def tokenize(self, text: str) -> list[str]:
+        return self.sp.encode(text, out_type=str)
+
+    def encode_words(self, words: list[str], max_length: int | None = 512) -> Encoding:
+        """Encode pre-split words as Hugging Face's `is_split_into_words=True` does: each word is
+        tokenised on its own, as if preceded by a space, so word boundaries come from the input,
+        not from SentencePiece."""
+        return self.encode_words_batch([words], max_length)[0]
+
+    def _word_segments(self, word: str) -> list[str]:
+        """The pieces Hugging Face's fast tokenizer cuts one word into before its Unigram model
+        runs: normalise, squeeze runs of spaces, mark spaces with '▁', put '▁' in front, and
+        split before every '▁'. A space that normalisation leaves at the end of a word (a
+        left-to-right mark becomes one) therefore gives a lone '▁' token; SentencePiece alone
+        would trim it. Returned without their leading '▁', which `sp.encode` adds back."""
+        text = re.sub(" {2,}", " ", self.normalizer.normalize(word)).replace(" ", SPIECE_UNDERLINE)
+        if not text.startswith(SPIECE_UNDERLINE):
+            text = SPIECE_UNDERLINE + text
+        return [seg[1:] for seg in re.findall(f"{SPIECE_UNDERLINE}[^{SPIECE_UNDERLINE}]*", text)]
+
+    def _encode_segments(self, segments: list[str]) -> list[list[int]]:
+        encoded = self.sp.encode(segments) if segments else []
+        # An empty segment is a bare '▁', which sp.encode would drop.
+        return [self._to_fairseq(ids) if seg else [self.space_piece_id] for seg, ids in zip(segments, encoded)]
+
+    def encode_words_batch(self, batch: list[list[str]], max_length: int | None = 512) -> list[Encoding]:
+        # One SentencePiece call for every segment of every word of the batch: far faster than a
+        # call per word.
+        segments_per_word = [self._word_segments(w) for words in batch for w in words]
+        encoded = iter(self._encode_segments([seg for segs in segments_per_word for seg in segs]))
+        word_segments = iter(segments_per_word)
+        out = []
+        for words in batch:
+            ids, word_ids = [BOS], [None]
+            for w in range(len(words)):
+                for _ in next(word_segments):
+                    piece_ids = next(encoded)
+                    ids.extend(piece_ids)
+                    word_ids.extend([w] * len(piece_ids))
+            truncated = max_length is not None and len(ids) + 1 > max_length
+            if truncated:  # keep </s>: the model was pretrained with it closing every sequence
+                ids, word_ids = ids[: max_length - 1], word_ids[: max_length - 1]
+            out.append(Encoding(ids + [EOS], word_ids + [None], truncated))
+        return out
+
+    def __call__(self, texts: list[str], max_length: int | None = 512) -> list[list[int]]:
+        return [self.encode(t, max_length=max_length) for t in texts]
+
+    # -- decoding ------------------------------------------------------------------------------
+    def decode(self, ids, skip_special_tokens: bool = True) -> str:
+        pieces = []
+        for i in map(int, ids):
+            if i in SPECIAL_TOKENS or i == self.mask_id:
+                if not skip_special_tokens:
+                    pieces.append(self._id_to_piece(i))
+                continue
+            pieces.append(self._id_to_piece(i))
+        return "".join(pieces).replace(SPIECE_UNDERLINE, " ").strip()

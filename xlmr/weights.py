@@ -1,0 +1,301 @@
+"""Checkpoints: read Hugging Face folders, convert their key names to ours, save and load ours,
+and export ours back to the Hugging Face layout.
+
+Our checkpoint folder: `model.safetensors` (our key names, QKV fused), `config.json` (the Hugging
+Face fields plus `"format": "xlmr-ner"`), and the tokenizer's `sentencepiece.bpe.model`.
+"""
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import warnings
+from pathlib import Path
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
+
+from .config import BERT_FAMILY, FORMAT, ConfigError, XLMRConfig
+from .model import XLMRForTokenClassification
+
+TOKENIZER_FILE = "sentencepiece.bpe.model"
+
+# Hugging Face key (body prefix removed) -> our key; {} is the layer index. Query, key and value
+# are not here: they are fused into one matrix in `_fuse_qkv`.
+HF_TO_OURS = {
+    "embeddings.word_embeddings.weight": "encoder.embeddings.word.weight",
+    "embeddings.position_embeddings.weight": "encoder.embeddings.position.weight",
+    "embeddings.token_type_embeddings.weight": "encoder.embeddings.token_type.weight",
+    "embeddings.LayerNorm.weight": "encoder.embeddings.norm.weight",
+    "embeddings.LayerNorm.bias": "encoder.embeddings.norm.bias",
+    "encoder.layer.{}.attention.output.dense.weight": "encoder.layers.{}.attn.proj.weight",
+    "encoder.layer.{}.attention.output.dense.bias": "encoder.layers.{}.attn.proj.bias",
+    "encoder.layer.{}.attention.output.LayerNorm.weight": "encoder.layers.{}.attn_norm.weight",
+    "encoder.layer.{}.attention.output.LayerNorm.bias": "encoder.layers.{}.attn_norm.bias",
+    "encoder.layer.{}.intermediate.dense.weight": "encoder.layers.{}.mlp.fc.weight",
+    "encoder.layer.{}.intermediate.dense.bias": "encoder.layers.{}.mlp.fc.bias",
+    "encoder.layer.{}.output.dense.weight": "encoder.layers.{}.mlp.proj.weight",
+    "encoder.layer.{}.output.dense.bias": "encoder.layers.{}.mlp.proj.bias",
+    "encoder.layer.{}.output.LayerNorm.weight": "encoder.layers.{}.mlp_norm.weight",
+    "encoder.layer.{}.output.LayerNorm.bias": "encoder.layers.{}.mlp_norm.bias",
+    "classifier.weight": "classifier.weight",
+    "classifier.bias": "classifier.bias",
+}
+HF_QKV = "encoder.layer.{}.attention.self.{}.{}"  # layer, query|key|value, weight|bias
+OURS_QKV = "encoder.layers.{}.attn.qkv.{}"  # layer, weight|bias
+# Parts of Hugging Face checkpoints that token classification does not use.
+HF_UNUSED = re.compile(r"^(pooler\.|lm_head\.|cls\.|embeddings\.position_ids$|qa_outputs\.)")
+BODY_PREFIXES = ("roberta.", "xlm_roberta.", "bert.", "")
+
+
+class CheckpointError(ValueError):
+    pass
+
+
+def _template_regex(template: str) -> re.Pattern:
+    return re.compile("^" + re.escape(template).replace(r"\{\}", r"(\d+)") + "$")
+
+
+_HF_PATTERNS = [(_template_regex(hf), ours) for hf, ours in HF_TO_OURS.items()]
+_OURS_PATTERNS = [(_template_regex(ours), hf) for hf, ours in HF_TO_OURS.items()]
+_HF_QKV = re.compile(r"^encoder\.layer\.(\d+)\.attention\.self\.(query|key|value)\.(weight|bias)$")
+_OURS_QKV = re.compile(r"^encoder\.layers\.(\d+)\.attn\.qkv\.(weight|bias)$")
+
+
+# ---------------------------------------------------------------------------------------------
+# Reading tensors from a folder
+
+def read_tensors(folder: Path) -> dict[str, torch.Tensor]:
+    """All tensors of a checkpoint folder: model.safetensors, sharded safetensors with an index,
+    or pytorch_model.bin (loaded with weights_only=True, so no code in it runs)."""
+    single, index, pickled = folder / "model.safetensors", folder / "model.safetensors.index.json", folder / "pytorch_model.bin"
+    if single.is_file():
+        return _read_safetensors(single)
+    if index.is_file():
+        try:
+            shards = sorted(set(json.loads(index.read_text())["weight_map"].values()))
+        except (json.JSONDecodeError, KeyError) as e:
+            raise CheckpointError(f"{index}: not a safetensors index ({e})") from None
+        tensors = {}
+        for shard in shards:
+            if not (folder / shard).is_file():
+                raise CheckpointError(f"{index} names shard {shard}, which is missing")
+            tensors.update(_read_safetensors(folder / shard))
+        return tensors
+    if pickled.is_file():
+        try:
+            return torch.load(pickled, map_location="cpu", weights_only=True)
+        except Exception as e:  # torch raises several types for a damaged or unsafe file
+            raise CheckpointError(f"{pickled}: cannot load ({e})") from None
+    raise CheckpointError(f"{folder}: no model.safetensors, model.safetensors.index.json or pytorch_model.bin")
+
+
+def _read_safetensors(file: Path) -> dict[str, torch.Tensor]:
+    try:
+        return load_file(file)
+    except (SafetensorError, OSError) as e:
+        raise CheckpointError(f"{file}: cannot read safetensors ({e}); the file may be truncated") from None
+
+
+# ---------------------------------------------------------------------------------------------
+# Key conversion, in both directions
+
+def hf_to_ours(hf: dict[str, torch.Tensor], source: str = "checkpoint") -> dict[str, torch.Tensor]:
+    prefix = next((p for p in BODY_PREFIXES if f"{p}embeddings.word_embeddings.weight" in hf), None)
+    if prefix is None:
+        raise CheckpointError(f"{source}: no embeddings.word_embeddings.weight under any of {BODY_PREFIXES}")
+    ours, qkv, unexpected = {}, {}, []
+    for key, tensor in hf.items():
+        name = key[len(prefix):] if key.startswith(prefix) else key
+        if HF_UNUSED.match(name):
+            continue
+        if m := _HF_QKV.match(name):
+            qkv[(int(m[1]), m[2], m[3])] = tensor
+            continue
+        for pattern, target in _HF_PATTERNS:
+            if m := pattern.match(name):
+                ours[target.format(*m.groups())] = tensor
+                break
+        else:
+            unexpected.append(key)
+    if unexpected:
+        raise CheckpointError(f"{source}: unexpected keys {unexpected[:8]}{' ...' if len(unexpected) > 8 else ''}")
+    ours.update(_fuse_qkv(qkv, source))
+    return ours
+
+
+def _fuse_qkv(qkv: dict[tuple, torch.Tensor], source: str) -> dict[str, torch.Tensor]:
+    """Stack query, key and value of each layer into one (3H, H) weight and (3H,) bias, in that
+    order: the model splits the projection's output the same way."""
+    fused = {}
+    for layer in sorted({k[0] for k in qkv}):
+        for kind in ("weight", "bias"):
+            parts = [(HF_QKV.format(layer, p, kind), qkv.get((layer, p, kind))) for p in ("query", "key", "value")]
+            missing = [name for name, t in parts if t is None]
+            if missing:
+                raise CheckpointError(f"{source}: missing keys {missing}")
+            fused[OURS_QKV.format(layer, kind)] = torch.cat([t for _, t in parts], dim=0)
+    return fused
+
+
+def ours_to_hf(ours: dict[str, torch.Tensor], config: XLMRConfig) -> dict[str, torch.Tensor]:
+    prefix = "bert." if config.model_type in BERT_FAMILY else "roberta."
+    hf = {}
+    for key, tensor in ours.items():
+        if m := _OURS_QKV.match(key):
+            for part, t in zip(("query", "key", "value"), tensor.chunk(3, dim=0)):
+                hf[prefix + HF_QKV.format(m[1], part, m[2])] = t.contiguous()
+            continue
+        for pattern, target in _OURS_PATTERNS:
+            if m := pattern.match(key):
+                name = target.format(*m.groups())
+                hf[name if name.startswith("classifier.") else prefix + name] = tensor.contiguous()
+                break
+        else:
+            raise CheckpointError(f"no Hugging Face name for our key {key!r}")
+    return hf
+
+
+# ---------------------------------------------------------------------------------------------
+# Loading and saving whole models
+
+def resolve_folder(src: str | os.PathLike) -> Path:
+    """A local folder as is; otherwise a Hugging Face Hub id, downloaded when the hub is reachable."""
+    path = Path(src)
+    if path.is_dir():
+        return path
+    if path.exists():
+        raise CheckpointError(f"{path} is a file; pass the checkpoint folder that holds it")
+    looks_like_hub_id = re.fullmatch(r"[\w.-]+(/[\w.-]+)?", str(src)) is not None
+    if not looks_like_hub_id:
+        raise CheckpointError(f"no model folder at {path}")
+    try:
+        from huggingface_hub import snapshot_download
+
+        return Path(snapshot_download(
+            str(src), allow_patterns=["*.json", "*.safetensors", "pytorch_model.bin", TOKENIZER_FILE]
+        ))
+    except Exception as e:  # ImportError, network errors, unknown repo: all end the same way
+        raise CheckpointError(
+            f"no model folder at {path}, and {src!r} could not be downloaded from the Hugging Face Hub "
+            f"({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}). Pass a local checkpoint "
+            "folder instead: a Hugging Face folder (config.json + model.safetensors) or one written by "
+            "`python -m xlmr.convert`."
+        ) from None
+
+
+def load_model(src, id2label: dict[int, str] | None = None, manual_attention: bool = False) -> XLMRForTokenClassification:
+    """Load our checkpoint or a Hugging Face one (converted in memory). With `id2label`, the head
+    must have that many labels; a checkpoint without a head gets a new one, initialised and
+    reported."""
+    folder = resolve_folder(src)
+    config_file = folder / "config.json"
+    if not config_file.is_file():
+        raise CheckpointError(f"{folder}: no config.json")
+    raw = json.loads(config_file.read_text())
+    try:
+        config = XLMRConfig.from_dict(raw, source=str(config_file))
+    except ConfigError as e:
+        raise CheckpointError(str(e)) from None
+    tensors = read_tensors(folder)
+    state = tensors if raw.get("format") == FORMAT else hf_to_ours(tensors, source=str(folder))
+    state = {k: v.float() for k, v in state.items()}  # fp32 master weights; autocast does the rest
+
+    has_head = "classifier.weight" in state
+    if id2label is not None:
+        id2label = {int(k): v for k, v in id2label.items()}
+        if has_head and state["classifier.weight"].shape[0] != len(id2label):
+            raise CheckpointError(
+                f"{folder}: the checkpoint's head has {state['classifier.weight'].shape[0]} labels "
+                f"but the data has {len(id2label)} ({', '.join(id2label.values())})"
+            )
+        config.id2label = id2label
+    elif has_head and state["classifier.weight"].shape[0] != config.num_labels:
+        raise CheckpointError(
+            f"{config_file}: id2label has {config.num_labels} labels but classifier.weight has "
+            f"{state['classifier.weight'].shape[0]} rows"
+        )
+
+    # Build on the meta device: no time spent initialising weights that are overwritten next.
+    with torch.device("meta"):
+        model = XLMRForTokenClassification(config, manual_attention=manual_attention)
+    _check_keys(model, state, folder, allow_missing_head=True)
+    model.load_state_dict(state, strict=False, assign=True)
+    if not has_head:
+        model.classifier.to_empty(device="cpu")
+        model.reset_head()
+        warnings.warn(
+            f"{folder} has no token-classification head: a new {config.num_labels}-label head was "
+            f"initialised (normal, std={config.initializer_range}); fine-tune before use",
+            stacklevel=2,
+        )
+    return model
+
+
+def _check_keys(model, state: dict, folder: Path, allow_missing_head: bool) -> None:
+    expected = {k: tuple(v.shape) for k, v in model.state_dict().items()}
+    head = {"classifier.weight", "classifier.bias"}
+    missing = sorted(set(expected) - set(state) - (head if allow_missing_head else set()))
+    unexpected = sorted(set(state) - set(expected))
+    wrong_shape = [f"{k}: checkpoint {tuple(state[k].shape)}, model {expected[k]}"
+                   for k in sorted(set(state) & set(expected)) if tuple(state[k].shape) != expected[k]]
+    problems = []
+    if missing:
+        problems.append(f"missing keys {missing}")
+    if unexpected:
+        problems.append(f"unexpected keys {unexpected}")
+    if wrong_shape:
+        problems.append(f"wrong shapes {wrong_shape}")
+    if problems:
+        raise CheckpointError(f"{folder}: " + "; ".join(problems))
+
+
+def _atomic_write(path: Path, write) -> None:
+    """Write through a temporary file and rename it, so a crash never leaves half a file."""
+    tmp = path.with_name(path.name + ".tmp")
+    write(tmp)
+    os.replace(tmp, path)
+
+
+def save_model(model: XLMRForTokenClassification, folder, tokenizer_file=None) -> None:
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    state = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
+    config = model.config.to_dict() | {"format": FORMAT}
+    _atomic_write(folder / "config.json", lambda p: p.write_text(json.dumps(config, indent=2)))
+    _atomic_write(folder / "model.safetensors", lambda p: save_file(state, p, metadata={"format": "pt"}))
+    _copy_tokenizer(tokenizer_file, folder)
+
+
+def _copy_tokenizer(tokenizer_file, folder: Path) -> None:
+    if tokenizer_file is None:
+        return
+    tokenizer_file = Path(tokenizer_file)
+    if tokenizer_file.resolve() != (folder / TOKENIZER_FILE).resolve():
+        _atomic_write(folder / TOKENIZER_FILE, lambda p: shutil.copyfile(tokenizer_file, p))
+
+
+def export_hf(model: XLMRForTokenClassification, folder, tokenizer_file=None) -> None:
+    """Write the Hugging Face layout, loadable by transformers.AutoModelForTokenClassification."""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    c = model.config
+    state = ours_to_hf({k: v.detach().cpu() for k, v in model.state_dict().items()}, c)
+    is_bert = c.model_type in BERT_FAMILY
+    config = c.to_dict() | {
+        "architectures": ["BertForTokenClassification" if is_bert else "XLMRobertaForTokenClassification"],
+        "position_embedding_type": "absolute",
+        "bos_token_id": 0,
+        "eos_token_id": 2,
+    }
+    config.pop("format", None)
+    _atomic_write(folder / "config.json", lambda p: p.write_text(json.dumps(config, indent=2)))
+    _atomic_write(folder / "model.safetensors", lambda p: save_file(state, p, metadata={"format": "pt"}))
+    _copy_tokenizer(tokenizer_file, folder)
+
+
+def tokenizer_file_in(folder) -> Path | None:
+    path = Path(folder) / TOKENIZER_FILE
+    return path if path.is_file() else None
