@@ -1,0 +1,177 @@
+"""The training loop on a tiny random model and a few hundred real PAN-X sentences."""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+import train_loop
+from xlmr.config import XLMRConfig
+from xlmr.model import XLMRForTokenClassification
+from xlmr.weights import load_model, save_model
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def tiny_checkpoint(folder: Path, spm_path: Path, labels: int = 7, dropout: float = 0.1) -> Path:
+    torch.manual_seed(0)
+    config = XLMRConfig(hidden_size=32, num_hidden_layers=2, num_attention_heads=4, intermediate_size=64,
+                        hidden_dropout_prob=dropout, attention_probs_dropout_prob=dropout,
+                        id2label={i: f"L{i}" for i in range(labels)})
+    save_model(XLMRForTokenClassification(config), folder, tokenizer_file=spm_path)
+    return folder
+
+
+@pytest.fixture(scope="module")
+def small_panx(panx_dir, tmp_path_factory) -> Path:
+    """The first sentences of the real German files: 240 train, 64 dev, 64 test."""
+    out = tmp_path_factory.mktemp("panx-small")
+    for split, n in (("train", 240), ("dev", 64), ("test", 64)):
+        text = (panx_dir / f"{split}-de.tsv").read_text(encoding="utf-8")
+        (out / f"{split}-de.tsv").write_text("\n\n".join(text.split("\n\n")[:n]) + "\n", encoding="utf-8")
+    return out
+
+
+@pytest.fixture(scope="module")
+def tiny(spm_path, tmp_path_factory) -> Path:
+    from xlmr.config import TAGS
+
+    folder = tmp_path_factory.mktemp("tiny")
+    torch.manual_seed(0)
+    config = XLMRConfig(hidden_size=32, num_hidden_layers=2, num_attention_heads=4, intermediate_size=64,
+                        hidden_dropout_prob=0.1, attention_probs_dropout_prob=0.1, id2label=dict(enumerate(TAGS)))
+    save_model(XLMRForTokenClassification(config), folder, tokenizer_file=spm_path)
+    return folder
+
+
+def run_args(model, data, out, *extra):
+    return ["--langs", "de", "--eval-langs", "de", "--model", str(model), "--data-dir", str(data), "--full-splits",
+            "--output-dir", str(out), "--batch-size", "8", "--lr", "1e-3", "--seed", "3", "--no-progress", *extra]
+
+
+def cli(args, **kw):
+    env = dict(os.environ, PYTHONPATH=str(ROOT), OMP_NUM_THREADS="1")
+    return subprocess.run([sys.executable, str(ROOT / "train_loop.py"), *args], env=env, capture_output=True,
+                          text=True, **kw)
+
+
+def test_resume_after_sigkill_equals_uninterrupted(tiny, small_panx, tmp_path):
+    common = ("--epochs", "2", "--save-steps", "2", "--keep-last")
+    full = cli(run_args(tiny, small_panx, tmp_path / "a", *common))
+    assert full.returncode == 0, full.stderr
+
+    env = dict(os.environ, PYTHONPATH=str(ROOT), OMP_NUM_THREADS="1")
+    proc = subprocess.Popen([sys.executable, str(ROOT / "train_loop.py"), *run_args(tiny, small_panx, tmp_path / "b", *common)],
+                            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    state_file = tmp_path / "b" / "last" / "state.json"
+    deadline = time.time() + 300
+    while time.time() < deadline:
+        try:
+            state = json.loads(state_file.read_text())
+        except (FileNotFoundError, json.JSONDecodeError):
+            state = None
+        if state and state["epoch"] == 0 and state["batch"] >= 4:  # in the middle of the first epoch
+            break
+        assert proc.poll() is None, "the run ended before it could be killed"
+        time.sleep(0.01)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    resumed = cli(run_args(tiny, small_panx, tmp_path / "b", *common, "--resume", str(tmp_path / "b")))
+    assert resumed.returncode == 0, resumed.stderr
+    assert "resuming" in resumed.stdout
+    for name in ("model.safetensors", "last/model.safetensors"):
+        a, b = load_file(tmp_path / "a" / name), load_file(tmp_path / "b" / name)
+        for key in a:
+            assert torch.equal(a[key], b[key]), (name, key)
+    ra, rb = (json.loads((tmp_path / x / "results.json").read_text()) for x in "ab")
+    for key in ("val_loss", "val_f1"):
+        assert [e[key] for e in ra["epochs"]] == [e[key] for e in rb["epochs"]]
+    steps = [json.loads(line)["step"] for line in (tmp_path / "b" / "metrics.jsonl").read_text().splitlines()]
+    a_steps = [json.loads(line)["step"] for line in (tmp_path / "a" / "metrics.jsonl").read_text().splitlines()]
+    assert steps == a_steps  # no step logged twice after the resume
+
+
+def test_ddp_matches_single_process(spm_path, small_panx, tmp_path):
+    model = tiny_checkpoint(tmp_path / "tiny", spm_path, dropout=0.0)  # no dropout: ranks draw other masks
+    single = cli(run_args(model, small_panx, tmp_path / "one", "--epochs", "1"))
+    assert single.returncode == 0, single.stderr
+    env = dict(os.environ, PYTHONPATH=str(ROOT), OMP_NUM_THREADS="1")
+    ddp = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29533",
+                          str(ROOT / "train_loop.py"), *run_args(model, small_panx, tmp_path / "two", "--epochs", "1")],
+                         env=env, capture_output=True, text=True)
+    assert ddp.returncode == 0, ddp.stderr[-3000:]
+    one, two = (json.loads((tmp_path / x / "results.json").read_text()) for x in ("one", "two"))
+    assert two["config"]["world_size"] == 2
+    assert abs(one["epochs"][0]["val_loss"] - two["epochs"][0]["val_loss"]) < 1e-3
+    assert abs(one["epochs"][0]["val_f1"] - two["epochs"][0]["val_f1"]) < 0.01
+    assert abs(one["test_f1"]["de"] - two["test_f1"]["de"]) < 0.01
+    files = sorted(p.name for p in (tmp_path / "two").iterdir())
+    assert files == ["config.json", "metrics.jsonl", "model.safetensors", "results.json", "sentencepiece.bpe.model"]
+    assert ddp.stdout.count("wrote ") == 1  # only rank 0 reports and writes
+
+
+def test_bf16_autocast_on_cpu(tiny):
+    model = load_model(tiny).eval()
+    ids = torch.tensor([[0, 1310, 36157, 7, 2], [0, 15, 117182, 2, 1]])
+    with torch.no_grad():
+        fp32, _ = model(ids)
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            bf16, _ = model(ids)
+    assert bf16.dtype == torch.bfloat16
+    torch.testing.assert_close(bf16.float(), fp32, atol=0.05, rtol=0.05)
+
+
+def test_training_runs_under_bf16(tiny, small_panx, tmp_path):
+    r = cli(run_args(tiny, small_panx, tmp_path / "bf16", "--epochs", "1", "--amp", "bf16", "--num-samples", "64"))
+    assert r.returncode == 0, r.stderr
+    results = json.loads((tmp_path / "bf16" / "results.json").read_text())
+    assert results["config"]["amp_dtype"] == "torch.bfloat16" and results["config"]["train_sentences"] == 64
+    assert 0 <= results["test_f1"]["de"] <= 1
+
+
+@pytest.mark.parametrize("case", ["missing model", "label count", "unknown language", "unwritable output"])
+def test_bad_input_fails_before_training(case, tiny, spm_path, small_panx, tmp_path, capsys):
+    model, out, langs = tiny, tmp_path / "out", ["--langs", "de"]
+    if case == "missing model":
+        model, expected = tmp_path / "no" / "such-model", "no model folder"
+    elif case == "label count":
+        model, expected = tiny_checkpoint(tmp_path / "five", spm_path, labels=5), "head has 5 labels but the data has 7"
+    elif case == "unknown language":
+        langs, expected = ["--langs", "xx"], "unknown PAN-X language 'xx'"
+    else:
+        (tmp_path / "a-file").write_text("")
+        out, expected = tmp_path / "a-file" / "out", "cannot write to output folder"
+    args = run_args(model, small_panx, out)
+    args[0:2] = langs
+    assert train_loop.main(args) == 1
+    captured = capsys.readouterr()
+    assert expected in captured.err and "training on" not in captured.out
+
+
+def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(tiny, small_panx, tmp_path, monkeypatch):
+    real_ce = train_loop.F.cross_entropy
+    calls = {"n": 0}
+
+    def poisoned(*args, **kwargs):
+        loss = real_ce(*args, **kwargs)
+        if kwargs.get("reduction") == "sum":  # training steps only
+            calls["n"] += 1
+            if calls["n"] > 32:  # in the second epoch: 240 sentences make 30 steps of 8
+                return loss * float("nan")
+        return loss
+
+    monkeypatch.setattr(train_loop.F, "cross_entropy", poisoned)
+    out = tmp_path / "nan"
+    args = train_loop.build_parser().parse_args(run_args(tiny, small_panx, out, "--epochs", "2"))
+    with pytest.raises(train_loop.RunError, match="loss is nan at step 33 .epoch 2."):
+        train_loop.train(args)
+    assert (out / "model.safetensors").is_file() and not (out / "results.json").exists()
+    load_model(out)  # the epoch-1 checkpoint is intact
