@@ -14,7 +14,7 @@ import torch
 from safetensors.torch import load_file
 
 import train_loop
-from xlmr.config import XLMRConfig
+from xlmr.config import TAGS, XLMRConfig
 from xlmr.model import XLMRForTokenClassification
 from xlmr.weights import load_model, save_model
 
@@ -22,10 +22,11 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def tiny_checkpoint(folder: Path, spm_path: Path, labels: int = 7, dropout: float = 0.1) -> Path:
+    """A 2-layer, 32-wide random model on the real 250,002-piece vocabulary."""
     torch.manual_seed(0)
+    id2label = dict(enumerate(TAGS)) if labels == len(TAGS) else {i: f"L{i}" for i in range(labels)}
     config = XLMRConfig(hidden_size=32, num_hidden_layers=2, num_attention_heads=4, intermediate_size=64,
-                        hidden_dropout_prob=dropout, attention_probs_dropout_prob=dropout,
-                        id2label={i: f"L{i}" for i in range(labels)})
+                        hidden_dropout_prob=dropout, attention_probs_dropout_prob=dropout, id2label=id2label)
     save_model(XLMRForTokenClassification(config), folder, tokenizer_file=spm_path)
     return folder
 
@@ -42,14 +43,7 @@ def small_panx(panx_dir, tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="module")
 def tiny(spm_path, tmp_path_factory) -> Path:
-    from xlmr.config import TAGS
-
-    folder = tmp_path_factory.mktemp("tiny")
-    torch.manual_seed(0)
-    config = XLMRConfig(hidden_size=32, num_hidden_layers=2, num_attention_heads=4, intermediate_size=64,
-                        hidden_dropout_prob=0.1, attention_probs_dropout_prob=0.1, id2label=dict(enumerate(TAGS)))
-    save_model(XLMRForTokenClassification(config), folder, tokenizer_file=spm_path)
-    return folder
+    return tiny_checkpoint(tmp_path_factory.mktemp("tiny"), spm_path)
 
 
 def run_args(model, data, out, *extra):
