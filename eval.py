@@ -120,7 +120,7 @@ def write_json_atomic(path: Path, obj) -> None:
 # ---------------------------------------------------------------------------------------------
 # Command line
 
-def _amp_dtype(name: str, device: torch.device):
+def amp_dtype_for(name: str, device: torch.device):
     if name == "off":
         return None
     if name == "auto":
@@ -146,7 +146,7 @@ def cmd_evaluate(args) -> int:
         return 1
     device = torch.device(args.device)
     model.to(device)
-    amp = _amp_dtype(args.amp, device)
+    amp = amp_dtype_for(args.amp, device)
     results = {"model": str(args.model), "split": args.split, "full_splits": args.full_splits, "langs": {}}
     for lang in args.langs:
         try:

@@ -34,7 +34,7 @@ from datasets import concatenate_datasets
 from safetensors.torch import load_file, save_file
 from tqdm.auto import tqdm
 
-from eval import _amp_dtype, autocast_for, evaluate, f1_table, write_json_atomic
+from eval import amp_dtype_for, autocast_for, evaluate, f1_table, write_json_atomic
 from loaders.align import IGNORE, encode_panx
 from loaders.batching import length_grouped_batches, random_batches
 from loaders.collate import PaddingCollator
@@ -79,7 +79,8 @@ def build_parser() -> argparse.ArgumentParser:
     a("--label-all-subwords", action="store_true", help="label every sub-word (I- form) instead of the first")
     a("--logging-steps", type=int, default=50)
     a("--save-steps", type=int, default=200, help="save the training state every N steps (0: epoch ends only)")
-    a("--resume", default=None, help="output folder of an interrupted run to continue")
+    a("--resume", default=None,
+      help="output folder of an interrupted run to continue; pass the run's other arguments unchanged")
     a("--keep-last", action="store_true", help="keep last/ (the resumable training state) after the run")
     a("--peak-tflops", type=float, default=None, help="device peak, to report model FLOPs utilisation")
     a("--no-progress", action="store_true", help="no progress bars")
@@ -186,9 +187,12 @@ def linear_schedule(optimizer, warmup_steps: int, total_steps: int):
 
 def save_state(folder: Path, model, optimizer, scheduler, scaler, state: dict) -> None:
     """Written to last.tmp/ and swapped in whole, so a kill at any moment leaves either the old
-    state or the new one, never a mix."""
+    state or the new one, never a mix: killed between the two renames, the old state waits in
+    last.old/ (see `resumable_state`)."""
     tmp, old = folder.with_name("last.tmp"), folder.with_name("last.old")
     shutil.rmtree(tmp, ignore_errors=True)
+    if folder.exists():  # a kill during the last clean-up can leave last.old/ behind
+        shutil.rmtree(old, ignore_errors=True)
     tmp.mkdir(parents=True)
     save_file({k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}, tmp / "model.safetensors")
     torch.save({
@@ -203,6 +207,15 @@ def save_state(folder: Path, model, optimizer, scheduler, scaler, state: dict) -
         os.replace(folder, old)
     os.replace(tmp, folder)
     shutil.rmtree(old, ignore_errors=True)
+
+
+def resumable_state(run: Path) -> Path | None:
+    """The saved state of a run: last/, or last.old/ when a kill fell between save_state's two
+    renames (last/ is then absent and last.old/ still whole)."""
+    for name in ("last", "last.old"):
+        if (run / name / "state.json").is_file():
+            return run / name
+    return None
 
 
 def load_state(folder: Path, model, optimizer, scheduler, scaler) -> dict:
@@ -265,7 +278,7 @@ def train(args) -> dict:
     if args.batch_size % (world * args.grad_accum):
         raise RunError(f"--batch-size {args.batch_size} must be divisible by processes x --grad-accum "
                        f"({world} x {args.grad_accum})")
-    if args.resume and not (Path(args.resume) / "last" / "state.json").is_file():
+    if args.resume and resumable_state(Path(args.resume)) is None:
         raise RunError(f"nothing to resume in {args.resume}: no last/state.json")
     if is_main:
         check_output_dir(out)
@@ -283,7 +296,7 @@ def train(args) -> dict:
     tokenizer = XLMRTokenizer(tokenizer_file)
     train_set, val_set, test_sets = load_data(args, tokenizer)
     model.to(device)
-    amp_dtype = _amp_dtype(args.amp, device)
+    amp_dtype = amp_dtype_for(args.amp, device)
     scaler = torch.amp.GradScaler(device.type) if amp_dtype == torch.float16 else None
 
     optimizer = build_optimizer(model, args)
@@ -296,7 +309,7 @@ def train(args) -> dict:
     state = {"epoch": 0, "batch": 0, "step": 0, "epochs": [], "best_f1": -1.0, "best_epoch": None,
              "train_seconds": 0.0, "tokens": 0, "padded_tokens": 0, "samples": 0}
     if args.resume:
-        state = load_state(Path(args.resume) / "last", model, optimizer, scheduler, scaler)
+        state = load_state(resumable_state(Path(args.resume)), model, optimizer, scheduler, scaler)
         if is_main:
             print(f"resuming {args.resume} at epoch {state['epoch'] + 1}, step {state['step']}")
     log = MetricsLog(out / "metrics.jsonl", is_main, state["step"] if args.resume else None)
@@ -414,6 +427,7 @@ def train(args) -> dict:
     }
     if is_main:
         write_json_atomic(out / "results.json", results)
+        shutil.rmtree(out / "last.old", ignore_errors=True)
         if not args.keep_last:
             shutil.rmtree(out / "last", ignore_errors=True)
         print(f"\nbest epoch {state['best_epoch']} (validation F1 {state['best_f1']:.4f}); "

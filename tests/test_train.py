@@ -169,3 +169,20 @@ def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(tiny, small_panx, tmp
         train_loop.train(args)
     assert (out / "model.safetensors").is_file() and not (out / "results.json").exists()
     load_model(out)  # the epoch-1 checkpoint is intact
+
+
+def test_state_survives_a_kill_between_the_renames(tmp_path):
+    """Simulate the two windows of save_state a SIGKILL can hit."""
+    run = tmp_path / "run"
+    (run / "last.old").mkdir(parents=True)
+    (run / "last.old" / "state.json").write_text("{}")
+    assert train_loop.resumable_state(run) == run / "last.old"  # killed between the renames
+    (run / "last").mkdir()
+    (run / "last" / "state.json").write_text("{}")
+    assert train_loop.resumable_state(run) == run / "last"  # killed while removing last.old
+    model = torch.nn.Linear(2, 2)
+    opt = torch.optim.AdamW(model.parameters())
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: 1.0)
+    train_loop.save_state(run / "last", model, opt, sched, None, {"step": 7})
+    assert json.loads((run / "last" / "state.json").read_text()) == {"step": 7}
+    assert not (run / "last.old").exists() and not (run / "last.tmp").exists()
