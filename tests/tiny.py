@@ -44,7 +44,7 @@ def save_hf(model, folder: Path, tokenizer_file: Path | None = None) -> Path:
     return folder
 
 
-def ragged_batch(vocab_size: int, pad_id: int, lengths=(9, 4, 13, 1 + 1), num_labels: int = 7, seed: int = 1):
+def ragged_batch(vocab_size: int, pad_id: int, lengths=(9, 4, 13, 2), num_labels: int = 7, seed: int = 1):
     """input_ids, attention_mask and labels for a right-padded batch of the given lengths; labels
     are -100 on padding, on the first and last token and on a few others."""
     g = torch.Generator().manual_seed(seed)
