@@ -40,6 +40,7 @@ from loaders.batching import length_grouped_batches, random_batches
 from loaders.collate import PaddingCollator
 from loaders.panx import SWISS_FRACTIONS, PanxError, check_lang, load_panx, swiss_corpus
 from xlmr.config import TAGS
+from xlmr.embedding_grad import RowSparseGrad
 from xlmr.tokenizer import XLMRTokenizer
 from xlmr.weights import (CheckpointError, load_model, resolve_folder, save_model, tokenizer_file_in)
 
@@ -300,6 +301,10 @@ def train(args) -> dict:
     scaler = torch.amp.GradScaler(device.type) if amp_dtype == torch.float16 else None
 
     optimizer = build_optimizer(model, args)
+    # On one CPU process the dense word-embedding gradient costs more than the rest of the
+    # optimizer step (see xlmr/embedding_grad.py). Under DDP the reducer expects dense gradients,
+    # and on a GPU the caching allocator makes the dense one cheap.
+    word_grad = RowSparseGrad(model.encoder.embeddings.word) if device.type == "cpu" and world == 1 else None
     lengths = [len(x) for x in train_set["input_ids"]]
     shares = world * args.grad_accum
     total_steps = len(epoch_batches(args, lengths, 0, shares)) * args.epochs
@@ -358,6 +363,8 @@ def train(args) -> dict:
             if not math.isfinite(step_loss):
                 raise RunError(f"loss is {step_loss} at step {state['step'] + 1} (epoch {epoch + 1}); stopped. "
                                f"The last good checkpoint in {out} is kept; try a lower --lr or --amp off")
+            if word_grad:
+                word_grad.densify()
             if scaler:
                 scaler.unscale_(optimizer)
             grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), args.max_grad_norm)
@@ -368,6 +375,8 @@ def train(args) -> dict:
                 optimizer.step()
             scheduler.step()
             optimizer.zero_grad(set_to_none=True)
+            if word_grad:
+                word_grad.clear()
             state["step"] += 1
             state["batch"] = b + 1
             state["samples"] += len(batches[b])
