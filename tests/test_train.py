@@ -14,6 +14,7 @@ import torch
 from safetensors.torch import load_file
 
 import train_loop
+from tests.tiny import panx_head
 from xlmr.config import TAGS, XLMRConfig
 from xlmr.model import XLMRForTokenClassification
 from xlmr.weights import load_model, save_model
@@ -34,11 +35,7 @@ def tiny_checkpoint(folder: Path, spm_path: Path, labels: int = 7, dropout: floa
 @pytest.fixture(scope="module")
 def small_panx(panx_dir, tmp_path_factory) -> Path:
     """The first sentences of the real German files: 240 train, 64 dev, 64 test."""
-    out = tmp_path_factory.mktemp("panx-small")
-    for split, n in (("train", 240), ("dev", 64), ("test", 64)):
-        text = (panx_dir / f"{split}-de.tsv").read_text(encoding="utf-8")
-        (out / f"{split}-de.tsv").write_text("\n\n".join(text.split("\n\n")[:n]) + "\n", encoding="utf-8")
-    return out
+    return panx_head(panx_dir, tmp_path_factory.mktemp("panx-small"))
 
 
 @pytest.fixture(scope="module")

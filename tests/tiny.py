@@ -1,4 +1,5 @@
-"""Tiny random models in the reference library, saved as Hugging Face folders."""
+"""Tiny random models in the reference library, saved as Hugging Face folders, and small slices
+of the real PAN-X files."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -60,3 +61,12 @@ def ragged_batch(vocab_size: int, pad_id: int, lengths=(9, 4, 13, 2), num_labels
     labels[0, 3] = -100  # a later sub-word
     ids[ids == pad_id] = torch.where(mask.bool(), 5, pad_id)[ids == pad_id]  # no pad id inside sentences
     return ids, mask, labels
+
+
+def panx_head(panx_dir: Path, out: Path, langs=("de",), sizes=(("train", 240), ("dev", 64), ("test", 64))) -> Path:
+    """The first sentences of the real PAN-X files, written in the same layout into out."""
+    for lang in langs:
+        for split, n in sizes:
+            text = (panx_dir / f"{split}-{lang}.tsv").read_text(encoding="utf-8")
+            (out / f"{split}-{lang}.tsv").write_text("\n\n".join(text.split("\n\n")[:n]) + "\n", encoding="utf-8")
+    return out

@@ -1,0 +1,213 @@
+"""Tag raw text with a fine-tuned checkpoint: sub-word tags, word tags and entity spans.
+
+The text is cut into words with their character offsets, the words are encoded with our
+tokenizer (so every token knows its word id), and a word's tag comes from its sub-words' scores
+by one of three aggregation strategies. Entities are runs of words merged by their B-/I- tags;
+their offsets slice the original text. A text longer than the model's window is tagged in
+overlapping windows cut at word boundaries, and every word takes its tag from the window in
+which it sits furthest from an edge, so it sees the most context.
+"""
+from __future__ import annotations
+
+import re
+from contextlib import nullcontext
+from dataclasses import dataclass, field
+
+import torch
+
+from .tokenizer import BOS, EOS, PAD, XLMRTokenizer
+
+# A word is a run of letters/digits (joined by inner hyphens or apostrophes) or one other
+# visible character: PAN-X, which the models learn from, writes punctuation as separate words.
+WORD = re.compile(r"\w+(?:[-'’]\w+)*|[^\w\s]")
+AGGREGATIONS = ("first", "average", "max")
+
+
+@dataclass
+class Entity:
+    type: str  # PER, ORG, LOC
+    text: str  # text[start:end] of the original string
+    start: int
+    end: int
+    score: float  # mean of the words' scores
+    words: tuple[int, int]  # first and last word index
+
+
+@dataclass
+class Tagged:
+    text: str
+    words: list[tuple[int, int]]  # (start, end) character offsets of each word
+    word_tags: list[str]
+    word_scores: list[float]
+    tokens: list[str] = field(default_factory=list)  # every sub-word, without <s> and </s>
+    token_words: list[int] = field(default_factory=list)
+    token_tags: list[str] = field(default_factory=list)
+    token_scores: list[float] = field(default_factory=list)
+    entities: list[Entity] = field(default_factory=list)
+
+
+def split_words(text: str) -> list[tuple[int, int]]:
+    return [m.span() for m in WORD.finditer(text)]
+
+
+def plan_windows(token_counts: list[int], budget: int, stride: int) -> list[tuple[int, int]]:
+    """Word ranges [start, end) whose tokens fit in `budget`, each sharing about `stride` tokens'
+    worth of words with the next, covering every word. A word longer than the budget gets a
+    window of its own (and is cut there; see `encode_windows`)."""
+    if not token_counts:
+        return []
+    windows, start = [], 0
+    while True:
+        end, used = start, 0
+        while end < len(token_counts) and (used + token_counts[end] <= budget or end == start):
+            used += token_counts[end]
+            end += 1
+        windows.append((start, end))
+        if end == len(token_counts):
+            return windows
+        # Step back from the end while the overlap stays within `stride` tokens, but always move on.
+        nxt, overlap = end, 0
+        while nxt - 1 > start and overlap + token_counts[nxt - 1] <= stride:
+            nxt -= 1
+            overlap += token_counts[nxt]
+        start = nxt
+
+
+def window_owner(windows: list[tuple[int, int]], n_words: int) -> list[int]:
+    """For each word, the window in which it is furthest from an edge (ties: the earlier one)."""
+    owner, margin = [0] * n_words, [-1] * n_words
+    for k, (start, end) in enumerate(windows):
+        for w in range(start, end):
+            m = min(w - start, end - 1 - w)
+            if m > margin[w]:
+                owner[w], margin[w] = k, m
+    return owner
+
+
+def entities_from_tags(text: str, words: list[tuple[int, int]], tags: list[str], scores: list[float]) -> list[Entity]:
+    """Merge word tags into entities. B-X opens an entity; I-X continues an open X entity and
+    opens one otherwise (an I- without a B-, as conlleval and seqeval read it); O, a B-, or an
+    I- of another type closes the open one. Two B-X in a row are two entities."""
+    entities, open_ = [], None  # open_: [type, first word, last word]
+
+    def close():
+        if open_ is not None:
+            t, a, b = open_
+            start, end = words[a][0], words[b][1]
+            entities.append(Entity(t, text[start:end], start, end, sum(scores[a:b + 1]) / (b - a + 1), (a, b)))
+
+    for w, tag in enumerate(tags):
+        prefix, _, kind = tag.partition("-")
+        if prefix == "I" and open_ is not None and open_[0] == kind:
+            open_[2] = w
+            continue
+        close()
+        open_ = [kind, w, w] if prefix in ("B", "I") else None
+    close()
+    return entities
+
+
+def aggregate(probs: torch.Tensor, strategy: str) -> tuple[int, float]:
+    """One word's tag id and score from its sub-words' label probabilities (n, C)."""
+    if strategy == "first":
+        p = probs[0]
+    elif strategy == "average":
+        p = probs.mean(dim=0)
+    elif strategy == "max":
+        p = probs[probs.max(dim=1).values.argmax()]  # the sub-word most sure of its tag decides
+    else:
+        raise ValueError(f"unknown aggregation {strategy!r}; choose from {AGGREGATIONS}")
+    score, tag = p.max(dim=0)
+    return int(tag), float(score)
+
+
+class Tagger:
+    def __init__(self, model, tokenizer: XLMRTokenizer, device="cpu", amp_dtype=None,
+                 max_length: int | None = None, stride: int | None = None, batch_size: int = 16):
+        self.model, self.tokenizer = model.to(device).eval(), tokenizer
+        self.device, self.amp_dtype = torch.device(device), amp_dtype
+        config = model.config
+        window = config.max_position_embeddings - config.position_offset
+        self.max_length = min(max_length or window, window)
+        if self.max_length < 3:
+            raise ValueError(f"max_length {self.max_length} leaves no room for a token between <s> and </s>")
+        self.budget = self.max_length - 2  # tokens per window besides <s> and </s>
+        self.stride = self.budget // 4 if stride is None else stride
+        if not 0 <= self.stride < self.budget:
+            raise ValueError(f"stride {self.stride} must be in 0..{self.budget - 1} for windows of {self.max_length}")
+        self.batch_size = batch_size
+        self.id2label = config.id2label
+        self.outside = next((i for i, t in self.id2label.items() if t == "O"), 0)
+
+    def __call__(self, texts: str | list[str], aggregation: str = "first") -> list[Tagged]:
+        if aggregation not in AGGREGATIONS:
+            raise ValueError(f"unknown aggregation {aggregation!r}; choose from {AGGREGATIONS}")
+        single = isinstance(texts, str)
+        texts = [texts] if single else list(texts)
+        spans = [split_words(t) for t in texts]
+        # Every word of every text in one tokenizer call: ids per word, no special tokens.
+        encodings = self.tokenizer.encode_words_batch([[t[a:b] for a, b in s] for t, s in zip(texts, spans)],
+                                                      max_length=None)
+        windows = []  # (text index, word ids per token, input ids)
+        per_text = []
+        for i, enc in enumerate(encodings):
+            word_pieces = [[] for _ in spans[i]]
+            for tok, w in zip(enc.input_ids[1:-1], enc.word_ids[1:-1]):
+                word_pieces[w].append(tok)
+            plan = plan_windows([len(p) for p in word_pieces], self.budget, self.stride)
+            per_text.append((word_pieces, plan))
+            for start, end in plan:
+                ids, wids = [], []
+                for w in range(start, end):
+                    ids.extend(word_pieces[w])
+                    wids.extend([w] * len(word_pieces[w]))
+                windows.append((i, wids[: self.budget], ids[: self.budget]))
+        probs = self._probabilities([ids for _, _, ids in windows])
+
+        out, k = [], 0
+        for i, (word_pieces, plan) in enumerate(per_text):
+            mine = list(range(k, k + len(plan)))
+            k += len(plan)
+            owner = window_owner(plan, len(word_pieces))
+            tagged = Tagged(texts[i], spans[i], [], [])
+            for w in range(len(word_pieces)):
+                win = mine[owner[w]]
+                wids = windows[win][1]
+                rows = [j for j, x in enumerate(wids) if x == w]  # this word's sub-words in its window
+                p = probs[win][rows]  # (n, C)
+                # A word always has a sub-word (a bare '▁' at least); guard against a piece-less one anyway.
+                tag, score = aggregate(p, aggregation) if rows else (self.outside, 0.0)
+                tagged.word_tags.append(self.id2label[tag])
+                tagged.word_scores.append(score)
+                pieces = self.tokenizer.convert_ids_to_tokens([windows[win][2][j] for j in rows])
+                top = p.max(dim=1)
+                tagged.tokens += pieces
+                tagged.token_words += [w] * len(rows)
+                tagged.token_tags += [self.id2label[int(t)] for t in top.indices]
+                tagged.token_scores += [float(s) for s in top.values]
+            tagged.entities = entities_from_tags(texts[i], spans[i], tagged.word_tags, tagged.word_scores)
+            out.append(tagged)
+        return out[0] if single else out
+
+    @torch.no_grad()
+    def _probabilities(self, windows: list[list[int]]) -> list[torch.Tensor]:
+        """Label probabilities (n_tokens, C) for each window's tokens, batched by length."""
+        out = [None] * len(windows)
+        order = sorted(range(len(windows)), key=lambda j: len(windows[j]))
+        autocast = (torch.autocast(self.device.type, dtype=self.amp_dtype) if self.amp_dtype is not None
+                    else nullcontext())
+        for b in range(0, len(order), self.batch_size):
+            chunk = order[b: b + self.batch_size]
+            T = max(len(windows[j]) for j in chunk) + 2
+            ids = torch.full((len(chunk), T), PAD, dtype=torch.long)
+            mask = torch.zeros((len(chunk), T), dtype=torch.long)
+            for row, j in enumerate(chunk):
+                seq = [BOS, *windows[j], EOS]
+                ids[row, : len(seq)] = torch.tensor(seq)
+                mask[row, : len(seq)] = 1
+            with autocast:
+                logits, _ = self.model(ids.to(self.device), mask.to(self.device))  # (B, T, C)
+            probs = logits.float().softmax(dim=-1).cpu()
+            for row, j in enumerate(chunk):
+                out[j] = probs[row, 1: 1 + len(windows[j])]  # drop <s>; (n_tokens, C)
+        return out
