@@ -516,7 +516,7 @@ def cmd_tag(args) -> int:
 
 
 def cmd_errors(args) -> int:
-    from datasets import concatenate_datasets
+    from datasets import DatasetDict, concatenate_datasets
 
     from loaders.align import encode_panx
     from loaders.panx import SWISS_FRACTIONS, PanxError, check_lang, load_panx, swiss_corpus
@@ -530,7 +530,7 @@ def cmd_errors(args) -> int:
         for lang in args.lang:
             ds = (load_panx(lang, args.data_dir) if args.full_splits or lang not in SWISS_FRACTIONS
                   else swiss_corpus(args.data_dir, [lang])[lang])
-            parts.append(encode_panx(ds, tokenizer)[args.split])
+            parts.append(encode_panx(DatasetDict({args.split: ds[args.split]}), tokenizer)[args.split])  # only the split analysed
     except (CheckpointError, PanxError, FileNotFoundError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 1
