@@ -456,6 +456,7 @@ def plot_learning_curve(path: Path, sizes, f1s, zero_shot: float | None) -> bool
         ax.axhline(zero_shot, linestyle="--", color="gray", label=f"zero-shot from de ({zero_shot:.3f})")
     ax.set_xscale("log")
     ax.set_xticks(sizes, [str(n) for n in sizes])
+    ax.minorticks_off()  # the log axis would label 3x10^2 and friends between the sizes
     ax.set_xlabel("French training sentences")
     ax.set_ylabel("F1 on fr test")
     ax.set_ylim(0, 1)
@@ -565,6 +566,11 @@ def cmd_experiments(args) -> int:
         except (RunError, CheckpointError, PanxError, FileNotFoundError) as e:
             print(f"error in run {spec['name']}: {e}", file=sys.stderr)
             return 1
+    # The tables also take runs finished by earlier calls with other --only choices.
+    for spec in experiment_plan(EXPERIMENTS, args.curve_sizes):
+        done = root / spec["name"] / "results.json"
+        if spec["name"] not in results and done.is_file():
+            results[spec["name"]] = json.loads(done.read_text())
     summary = {"quick": args.quick, "runs": {name: {"test_f1": r["test_f1"], "epochs": r["config"]["epochs"],
                                                      "train_sentences": r["config"]["train_sentences"],
                                                      "train_seconds": r["throughput"]["train_seconds"]}
