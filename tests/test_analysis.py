@@ -178,13 +178,17 @@ def test_quick_preset_shortens_only_whole_language_runs(monkeypatch, tmp_path):
 
     def fake_train(args):
         seen[Path(args.output_dir).name] = (args.epochs, args.langs, args.num_samples)
+        Path(args.output_dir).mkdir(parents=True, exist_ok=True)
+        (Path(args.output_dir) / "model.safetensors").write_bytes(b"weights")
         return {"test_f1": {lang: 0.5 for lang in args.eval_langs}, "config": {"epochs": args.epochs,
                 "train_sentences": 1}, "throughput": {"train_seconds": 0.0}}
 
     monkeypatch.setattr(train_loop, "train", fake_train)
-    assert ev.main(["experiments", "--model", "m", "--quick", "--output-dir", str(tmp_path), "--amp", "off"]) == 0
+    assert ev.main(["experiments", "--model", "m", "--quick", "--output-dir", str(tmp_path), "--amp", "off",
+                    "--drop-weights"]) == 0
     assert seen == {"de": (1, ["de"], None), "fr-250": (3, ["fr"], 250), "fr-500": (3, ["fr"], 500),
                     "fr-1000": (3, ["fr"], 1000), "fr-2000": (3, ["fr"], 2000), "fr-4000": (3, ["fr"], 4000),
                     "fr": (1, ["fr"], None), "it": (1, ["it"], None), "en": (1, ["en"], None),
                     "de-fr": (1, ["de", "fr"], None), "all": (1, ["de", "fr", "it", "en"], None)}
     assert "| each | 0.500 | 0.500 | 0.500 | 0.500 |" in (tmp_path / "f1_table.md").read_text()
+    assert sorted(p.parent.name for p in tmp_path.glob("*/model.safetensors")) == ["de"]  # --drop-weights
