@@ -1,6 +1,9 @@
-"""Evaluate a fine-tuned checkpoint on PAN-X test sets: entity-level F1 per language.
+"""Evaluate, analyse and use fine-tuned checkpoints; run the cross-lingual experiments.
 
-    python eval.py --model runs/de --langs de fr it en --data-dir ../shared/data/panx
+    python eval.py --model runs/de --langs de fr it en --data-dir ../shared/data/panx   # test F1
+    python eval.py tag --model runs/de "Jeff Dean ist ein Informatiker bei Google"
+    python eval.py errors --model runs/de --langs de --data-dir ../shared/data/panx --token '▁('
+    python eval.py experiments --model weights/e5-small --data-dir ../shared/data/panx [--quick]
 
 The prediction code here is the one the training loop uses for its validation F1.
 """
@@ -14,6 +17,7 @@ import time
 from contextlib import nullcontext
 from pathlib import Path
 
+import numpy as np
 import torch
 import torch.distributed as dist
 import torch.nn.functional as F
@@ -118,8 +122,11 @@ def write_json_atomic(path: Path, obj) -> None:
     tmp.replace(path)
 
 
-# ---------------------------------------------------------------------------------------------
-# Command line
+def write_text_atomic(path: Path, text: str) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(text, encoding="utf-8")
+    tmp.replace(path)
+
 
 def amp_dtype_for(name: str, device: torch.device):
     if name == "off":
@@ -129,53 +136,6 @@ def amp_dtype_for(name: str, device: torch.device):
             return torch.float16
         return torch.bfloat16
     return {"bf16": torch.bfloat16, "fp16": torch.float16}[name]
-
-
-def cmd_evaluate(args) -> int:
-    from loaders.align import encode_panx
-    from loaders.panx import PanxError, check_lang, load_panx, swiss_corpus, SWISS_FRACTIONS
-    from xlmr.tokenizer import XLMRTokenizer
-    from xlmr.weights import CheckpointError, load_model
-
-    try:
-        for lang in args.langs:
-            check_lang(lang)
-        model = load_model(args.model)
-        tokenizer = XLMRTokenizer(Path(args.model) / "sentencepiece.bpe.model" if args.tokenizer is None else args.tokenizer)
-    except (CheckpointError, PanxError, FileNotFoundError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 1
-    device = torch.device(args.device)
-    model.to(device)
-    amp = amp_dtype_for(args.amp, device)
-    results = {"model": str(args.model), "split": args.split, "full_splits": args.full_splits, "langs": {}}
-    for lang in args.langs:
-        try:
-            if args.full_splits or lang not in SWISS_FRACTIONS:
-                ds = load_panx(lang, args.data_dir)
-            else:
-                ds = swiss_corpus(args.data_dir, [lang])[lang]
-        except (PanxError, FileNotFoundError) as e:
-            print(f"error: {e}", file=sys.stderr)
-            return 1
-        encoded = encode_panx(ds, tokenizer, max_length=args.max_length)[args.split]
-        t0 = time.perf_counter()
-        r = evaluate(model, encoded, model.config.id2label, args.batch_size, device, amp, progress=True,
-                     desc=f"{lang} {args.split}", report=True)
-        r["seconds"] = time.perf_counter() - t0
-        print(f"\n== {lang} ({r['sentences']} sentences): F1 {r['f1']:.4f}\n{r['report_text']}")
-        results["langs"][lang] = r
-    print(f1_table({lang: r["f1"] for lang, r in results["langs"].items()}))
-    if args.output:
-        write_json_atomic(Path(args.output), results)
-        print(f"wrote {args.output}")
-    return 0
-
-
-def write_text_atomic(path: Path, text: str) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text, encoding="utf-8")
-    tmp.replace(path)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -204,10 +164,8 @@ def loss_by(rows: list[dict], key: str) -> list[dict]:
     return sorted(table, key=lambda r: -r["sum"])
 
 
-def confusion_matrix(rows: list[dict], tags) -> "np.ndarray":
+def confusion_matrix(rows: list[dict], tags) -> np.ndarray:
     """(len(tags), len(tags)) counts, rows = gold tag, columns = predicted tag."""
-    import numpy as np
-
     index = {t: i for i, t in enumerate(tags)}
     m = np.zeros((len(tags), len(tags)), dtype=np.int64)
     for r in rows:
@@ -215,9 +173,7 @@ def confusion_matrix(rows: list[dict], tags) -> "np.ndarray":
     return m
 
 
-def normalise_rows(m):
-    import numpy as np
-
+def normalise_rows(m: np.ndarray) -> np.ndarray:
     totals = m.sum(axis=1, keepdims=True)
     return np.divide(m, totals, out=np.zeros(m.shape, dtype=float), where=totals > 0)
 
@@ -466,6 +422,54 @@ def plot_learning_curve(path: Path, sizes, f1s, zero_shot: float | None) -> bool
     return True
 
 
+# ---------------------------------------------------------------------------------------------
+# Command line: `python eval.py [test] ...`, `tag`, `errors`, `experiments`
+
+
+COMMANDS = ("test", "tag", "errors", "experiments")
+
+
+def cmd_evaluate(args) -> int:
+    from loaders.align import encode_panx
+    from loaders.panx import PanxError, check_lang, load_panx, swiss_corpus, SWISS_FRACTIONS
+    from xlmr.tokenizer import XLMRTokenizer
+    from xlmr.weights import CheckpointError, load_model
+
+    try:
+        for lang in args.langs:
+            check_lang(lang)
+        model = load_model(args.model)
+        tokenizer = XLMRTokenizer(Path(args.model) / "sentencepiece.bpe.model" if args.tokenizer is None else args.tokenizer)
+    except (CheckpointError, PanxError, FileNotFoundError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
+    device = torch.device(args.device)
+    model.to(device)
+    amp = amp_dtype_for(args.amp, device)
+    results = {"model": str(args.model), "split": args.split, "full_splits": args.full_splits, "langs": {}}
+    for lang in args.langs:
+        try:
+            if args.full_splits or lang not in SWISS_FRACTIONS:
+                ds = load_panx(lang, args.data_dir)
+            else:
+                ds = swiss_corpus(args.data_dir, [lang])[lang]
+        except (PanxError, FileNotFoundError) as e:
+            print(f"error: {e}", file=sys.stderr)
+            return 1
+        encoded = encode_panx(ds, tokenizer, max_length=args.max_length)[args.split]
+        t0 = time.perf_counter()
+        r = evaluate(model, encoded, model.config.id2label, args.batch_size, device, amp, progress=True,
+                     desc=f"{lang} {args.split}", report=True)
+        r["seconds"] = time.perf_counter() - t0
+        print(f"\n== {lang} ({r['sentences']} sentences): F1 {r['f1']:.4f}\n{r['report_text']}")
+        results["langs"][lang] = r
+    print(f1_table({lang: r["f1"] for lang, r in results["langs"].items()}))
+    if args.output:
+        write_json_atomic(Path(args.output), results)
+        print(f"wrote {args.output}")
+    return 0
+
+
 def load_for_cli(model_dir: str, tokenizer_file: str | None = None):
     """The checkpoint and its tokenizer, or one line saying what is missing."""
     from xlmr.tokenizer import XLMRTokenizer
@@ -524,11 +528,11 @@ def cmd_errors(args) -> int:
     from xlmr.weights import CheckpointError
 
     try:
-        for lang in args.lang:
+        for lang in args.langs:
             check_lang(lang)
         model, tokenizer = load_for_cli(args.model)
         parts = []
-        for lang in args.lang:
+        for lang in args.langs:
             ds = (load_panx(lang, args.data_dir) if args.full_splits or lang not in SWISS_FRACTIONS
                   else swiss_corpus(args.data_dir, [lang])[lang])
             parts.append(encode_panx(DatasetDict({args.split: ds[args.split]}), tokenizer)[args.split])  # only the split analysed
@@ -602,12 +606,6 @@ def cmd_experiments(args) -> int:
     return 0
 
 
-# ---------------------------------------------------------------------------------------------
-# Command line: `python eval.py [test] ...`, `tag`, `errors`, `experiments`
-
-COMMANDS = ("test", "tag", "errors", "experiments")
-
-
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = p.add_subparsers(dest="command", required=True)
@@ -643,7 +641,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     e = sub.add_parser("errors", help="error analysis on a validation split: token losses, confusion matrix")
     common(e)
-    e.add_argument("--lang", nargs="+", default=["de"], help="languages whose split is analysed together")
+    e.add_argument("--langs", nargs="+", default=["de"], help="languages whose split is analysed together")
     e.add_argument("--data-dir", default=None)
     e.add_argument("--split", default="validation", choices=["train", "validation", "test"])
     e.add_argument("--full-splits", action="store_true")

@@ -37,7 +37,7 @@ def gold_tags(tsv: Path) -> list[list[str]]:
 
 def test_error_analysis_tables(tiny, small_panx4, tmp_path):
     out = tmp_path / "errors"
-    rc = ev.main(["errors", "--model", str(tiny), "--lang", "de", "--data-dir", str(small_panx4), "--full-splits",
+    rc = ev.main(["errors", "--model", str(tiny), "--langs", "de", "--data-dir", str(small_panx4), "--full-splits",
                   "--amp", "off", "--top", "3", "--token", "▁(", "--output-dir", str(out)])
     assert rc == 0
     gold = gold_tags(small_panx4 / "dev-de.tsv")
@@ -90,7 +90,7 @@ def test_error_analysis_tables(tiny, small_panx4, tmp_path):
 
 
 def test_error_analysis_rejects_unknown_token(tiny, small_panx4, tmp_path, capsys):
-    rc = ev.main(["errors", "--model", str(tiny), "--lang", "de", "--data-dir", str(small_panx4), "--full-splits",
+    rc = ev.main(["errors", "--model", str(tiny), "--langs", "de", "--data-dir", str(small_panx4), "--full-splits",
                   "--token", "▁nopiece§§", "--output-dir", str(tmp_path / "e")])
     assert rc == 1
     assert "not a sub-word" in capsys.readouterr().err
