@@ -116,16 +116,14 @@ def f1_table(scores: dict[str, float], label: str = "F1") -> str:
     return "\n".join([head, sep, row])
 
 
-def write_json_atomic(path: Path, obj) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(obj, indent=2, default=lambda o: o.item() if hasattr(o, "item") else str(o)))
-    tmp.replace(path)
-
-
 def write_text_atomic(path: Path, text: str) -> None:
     tmp = path.with_name(path.name + ".tmp")
     tmp.write_text(text, encoding="utf-8")
     tmp.replace(path)
+
+
+def write_json_atomic(path: Path, obj) -> None:
+    write_text_atomic(path, json.dumps(obj, indent=2, default=lambda o: o.item() if hasattr(o, "item") else str(o)))
 
 
 def amp_dtype_for(name: str, device: torch.device):
@@ -141,11 +139,10 @@ def amp_dtype_for(name: str, device: torch.device):
 # ---------------------------------------------------------------------------------------------
 # Error analysis: where the loss goes
 
-def token_losses(outputs: list[dict], dataset, tokenizer, id2label) -> list[dict]:
+def token_losses(outputs: list[dict], all_ids: list[list[int]], tokenizer, id2label) -> list[dict]:
     """One row per labelled token (a word's first sub-word): sentence, position, token, gold
     label, predicted label and its cross-entropy."""
     rows = []
-    all_ids = dataset["input_ids"]
     for s, (o, ids) in enumerate(zip(outputs, all_ids)):
         pieces = tokenizer.convert_ids_to_tokens(ids)
         for t, (label, pred, loss) in enumerate(zip(o["labels"], o["pred"], o["loss"])):
@@ -218,9 +215,9 @@ def plot_confusion(path: Path, m, tags) -> bool:
     return True
 
 
-def sentence_view(outputs, dataset, tokenizer, id2label, s: int) -> list[dict]:
+def sentence_view(outputs, all_ids: list[list[int]], tokenizer, id2label, s: int) -> list[dict]:
     """Every token of sentence s with its gold label ('IGN' for -100), prediction and loss."""
-    o, pieces = outputs[s], tokenizer.convert_ids_to_tokens(dataset[s]["input_ids"])
+    o, pieces = outputs[s], tokenizer.convert_ids_to_tokens(all_ids[s])
     return [{"token": tok, "label": "IGN" if int(l) == IGNORE else id2label[int(l)], "pred": id2label[int(p)],
              "loss": float(x)} for tok, l, p, x in zip(pieces, o["labels"], o["pred"], o["loss"])]
 
@@ -253,7 +250,8 @@ def error_analysis(model, dataset, tokenizer, out_dir: Path, top: int = 10, toke
     id2label = model.config.id2label
     tags = [id2label[i] for i in range(len(id2label))]
     outputs = predict(model, dataset, batch_size, device, amp_dtype, progress=True, desc="predict")
-    rows = token_losses(outputs, dataset, tokenizer, id2label)
+    all_ids = list(dataset["input_ids"])  # read the column once: row-by-row Arrow access is slow
+    rows = token_losses(outputs, all_ids, tokenizer, id2label)
     by_token, by_label = loss_by(rows, "token"), sorted(loss_by(rows, "label"), key=lambda r: -r["mean"])
     counts = confusion_matrix(rows, tags)
     norm = normalise_rows(counts)
@@ -277,18 +275,18 @@ def error_analysis(model, dataset, tokenizer, out_dir: Path, top: int = 10, toke
     sentences = {"top_loss": [], "with_token": {}}
     report.append(f"\n== the {top} sentences with the highest total loss")
     for s in totals[:top]:
-        view = sentence_view(outputs, dataset, tokenizer, id2label, s)
+        view = sentence_view(outputs, all_ids, tokenizer, id2label, s)
         sentences["top_loss"].append({"sentence": s, "loss": float(outputs[s]["loss"].sum()), "tokens": view})
         report.append(f"\n-- sentence {s}, total loss {float(outputs[s]['loss'].sum()):.3f}")
         report.append(format_rows(view, ["token", "label", "pred", "loss"]))
     for token in tokens_of_interest:
         target = tokenizer.convert_tokens_to_ids([token])[0]
-        having = [s for s in totals if target in dataset[s]["input_ids"]]
+        having = [s for s in totals if target in all_ids[s]]
         sentences["with_token"][token] = []
         report.append(f"\n== sentences containing {token!r}: {len(having)}; the {min(top, len(having))} "
                       f"with the highest loss")
         for s in having[:top]:
-            view = sentence_view(outputs, dataset, tokenizer, id2label, s)
+            view = sentence_view(outputs, all_ids, tokenizer, id2label, s)
             sentences["with_token"][token].append({"sentence": s, "loss": float(outputs[s]["loss"].sum()),
                                                    "tokens": view})
             report.append(f"\n-- sentence {s}, total loss {float(outputs[s]['loss'].sum()):.3f}")
@@ -429,17 +427,24 @@ def plot_learning_curve(path: Path, sizes, f1s, zero_shot: float | None) -> bool
 COMMANDS = ("test", "tag", "errors", "experiments")
 
 
+def load_for_cli(model_dir: str, tokenizer_file: str | None = None):
+    """The checkpoint and its tokenizer, or one line saying what is missing."""
+    from xlmr.tokenizer import XLMRTokenizer
+    from xlmr.weights import load_model
+
+    model = load_model(model_dir)
+    return model, XLMRTokenizer(Path(model_dir) / "sentencepiece.bpe.model" if tokenizer_file is None else tokenizer_file)
+
+
 def cmd_evaluate(args) -> int:
     from loaders.align import encode_panx
-    from loaders.panx import PanxError, check_lang, load_panx, swiss_corpus, SWISS_FRACTIONS
-    from xlmr.tokenizer import XLMRTokenizer
-    from xlmr.weights import CheckpointError, load_model
+    from loaders.panx import PanxError, check_lang, panx_splits
+    from xlmr.weights import CheckpointError
 
     try:
         for lang in args.langs:
             check_lang(lang)
-        model = load_model(args.model)
-        tokenizer = XLMRTokenizer(Path(args.model) / "sentencepiece.bpe.model" if args.tokenizer is None else args.tokenizer)
+        model, tokenizer = load_for_cli(args.model, args.tokenizer)
     except (CheckpointError, PanxError, FileNotFoundError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 1
@@ -449,10 +454,7 @@ def cmd_evaluate(args) -> int:
     results = {"model": str(args.model), "split": args.split, "full_splits": args.full_splits, "langs": {}}
     for lang in args.langs:
         try:
-            if args.full_splits or lang not in SWISS_FRACTIONS:
-                ds = load_panx(lang, args.data_dir)
-            else:
-                ds = swiss_corpus(args.data_dir, [lang])[lang]
+            ds = panx_splits(lang, args.data_dir, args.full_splits)
         except (PanxError, FileNotFoundError) as e:
             print(f"error: {e}", file=sys.stderr)
             return 1
@@ -468,15 +470,6 @@ def cmd_evaluate(args) -> int:
         write_json_atomic(Path(args.output), results)
         print(f"wrote {args.output}")
     return 0
-
-
-def load_for_cli(model_dir: str, tokenizer_file: str | None = None):
-    """The checkpoint and its tokenizer, or one line saying what is missing."""
-    from xlmr.tokenizer import XLMRTokenizer
-    from xlmr.weights import load_model
-
-    model = load_model(model_dir)
-    return model, XLMRTokenizer(Path(model_dir) / "sentencepiece.bpe.model" if tokenizer_file is None else tokenizer_file)
 
 
 def cmd_tag(args) -> int:
@@ -524,7 +517,7 @@ def cmd_errors(args) -> int:
     from datasets import DatasetDict, concatenate_datasets
 
     from loaders.align import encode_panx
-    from loaders.panx import SWISS_FRACTIONS, PanxError, check_lang, load_panx, swiss_corpus
+    from loaders.panx import PanxError, check_lang, panx_splits
     from xlmr.weights import CheckpointError
 
     try:
@@ -533,8 +526,7 @@ def cmd_errors(args) -> int:
         model, tokenizer = load_for_cli(args.model)
         parts = []
         for lang in args.langs:
-            ds = (load_panx(lang, args.data_dir) if args.full_splits or lang not in SWISS_FRACTIONS
-                  else swiss_corpus(args.data_dir, [lang])[lang])
+            ds = panx_splits(lang, args.data_dir, args.full_splits)
             parts.append(encode_panx(DatasetDict({args.split: ds[args.split]}), tokenizer)[args.split])  # only the split analysed
     except (CheckpointError, PanxError, FileNotFoundError) as e:
         print(f"error: {e}", file=sys.stderr)

@@ -38,7 +38,7 @@ from eval import amp_dtype_for, autocast_for, evaluate, f1_table, write_json_ato
 from loaders.align import IGNORE, encode_panx
 from loaders.batching import length_grouped_batches, random_batches
 from loaders.collate import PaddingCollator
-from loaders.panx import SWISS_FRACTIONS, PanxError, check_lang, load_panx, swiss_corpus
+from loaders.panx import PanxError, check_lang, panx_splits
 from xlmr.config import TAGS
 from xlmr.embedding_grad import RowSparseGrad
 from xlmr.tokenizer import XLMRTokenizer
@@ -135,14 +135,9 @@ def prepare_model_folder(src: str) -> Path:
 def load_data(args, tokenizer):
     """Encoded train/validation sets of the training languages and test sets of the evaluation
     languages, from the Swiss mix (or the full splits)."""
-    def splits_of(lang):
-        if args.full_splits or lang not in SWISS_FRACTIONS:
-            return load_panx(lang, args.data_dir)
-        return swiss_corpus(args.data_dir, [lang])[lang]
-
     cache = {}
     for lang in dict.fromkeys(args.langs + args.eval_langs):
-        cache[lang] = encode_panx(splits_of(lang), tokenizer, args.max_length, args.label_all_subwords)
+        cache[lang] = encode_panx(panx_splits(lang, args.data_dir, args.full_splits), tokenizer, args.max_length, args.label_all_subwords)
     train = concatenate_datasets([cache[lang]["train"] for lang in args.langs])
     validation = concatenate_datasets([cache[lang]["validation"] for lang in args.langs])
     if args.num_samples is not None:

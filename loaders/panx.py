@@ -152,6 +152,14 @@ def swiss_corpus(data_dir=None, langs=("de", "fr", "it", "en"), seed: int = 0) -
     return corpus
 
 
+def panx_splits(lang: str, data_dir=None, full_splits: bool = False) -> DatasetDict:
+    """A language's train/validation/test: its Swiss-mix subsets, or the whole PAN-X splits when
+    asked or when the language is not in the mix."""
+    if full_splits or lang not in SWISS_FRACTIONS:
+        return load_panx(lang, data_dir)
+    return swiss_corpus(data_dir, [lang])[lang]
+
+
 def entity_counts(ds: DatasetDict) -> dict[str, dict[str, int]]:
     """Entities per split, counted by their B- tags."""
     names = ds["train"].features["ner_tags"].feature.names

@@ -148,7 +148,7 @@ class Tagger:
         # Every word of every text in one tokenizer call: ids per word, no special tokens.
         encodings = self.tokenizer.encode_words_batch([[t[a:b] for a, b in s] for t, s in zip(texts, spans)],
                                                       max_length=None)
-        windows = []  # (text index, word ids per token, input ids)
+        windows = []  # (word -> its token positions in the window, input ids)
         per_text = []
         for i, enc in enumerate(encodings):
             word_pieces = [[] for _ in spans[i]]
@@ -157,12 +157,14 @@ class Tagger:
             plan = plan_windows([len(p) for p in word_pieces], self.budget, self.stride)
             per_text.append((word_pieces, plan))
             for start, end in plan:
-                ids, wids = [], []
+                ids, rows_of = [], {}
                 for w in range(start, end):
-                    ids.extend(word_pieces[w])
-                    wids.extend([w] * len(word_pieces[w]))
-                windows.append((i, wids[: self.budget], ids[: self.budget]))
-        probs = self._probabilities([ids for _, _, ids in windows])
+                    # Only a word longer than the whole budget is cut (it has a window of its own).
+                    pieces = word_pieces[w][: self.budget - len(ids)]
+                    rows_of[w] = list(range(len(ids), len(ids) + len(pieces)))
+                    ids.extend(pieces)
+                windows.append((rows_of, ids))
+        probs = self._probabilities([ids for _, ids in windows])
 
         out, k = [], 0
         for i, (word_pieces, plan) in enumerate(per_text):
@@ -172,14 +174,14 @@ class Tagger:
             tagged = Tagged(texts[i], spans[i], [], [])
             for w in range(len(word_pieces)):
                 win = mine[owner[w]]
-                wids = windows[win][1]
-                rows = [j for j, x in enumerate(wids) if x == w]  # this word's sub-words in its window
+                rows_of, ids = windows[win]
+                rows = rows_of[w]  # this word's sub-words in its window
                 p = probs[win][rows]  # (n, C)
                 # A word always has a sub-word (a bare '▁' at least); guard against a piece-less one anyway.
                 tag, score = aggregate(p, aggregation) if rows else (self.outside, 0.0)
                 tagged.word_tags.append(self.id2label[tag])
                 tagged.word_scores.append(score)
-                pieces = self.tokenizer.convert_ids_to_tokens([windows[win][2][j] for j in rows])
+                pieces = self.tokenizer.convert_ids_to_tokens([ids[j] for j in rows])
                 top = p.max(dim=1)
                 tagged.tokens += pieces
                 tagged.token_words += [w] * len(rows)
