@@ -19,7 +19,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import torch  # noqa: E402
 
-import train_loop  # noqa: E402
+from training import TrainConfig, train  # noqa: E402
+from training.prepare import prepare_model_folder  # noqa: E402
 from loaders.align import encode_panx  # noqa: E402
 from loaders.panx import swiss_corpus  # noqa: E402
 from xlmr.tokenizer import XLMRTokenizer  # noqa: E402
@@ -46,11 +47,10 @@ def seed_trainer(hf_model: Path, data_dir: str, steps: int, batch_size: int) -> 
 
 def ours(model: Path, data_dir: str, steps: int, batch_size: int, amp: str) -> float:
     with tempfile.TemporaryDirectory() as out:
-        args = train_loop.build_parser().parse_args([
-            "--langs", "de", "--eval-langs", "de", "--model", str(model), "--data-dir", data_dir, "--epochs", "1",
-            "--num-samples", str(steps * batch_size), "--batch-size", str(batch_size), "--amp", amp,
-            "--output-dir", out, "--no-progress", "--save-steps", "0"])
-        results = train_loop.train(args)
+        cfg = TrainConfig(langs=["de"], eval_langs=["de"], model=str(model), data_dir=data_dir, epochs=1,
+                          num_samples=steps * batch_size, batch_size=batch_size, amp=amp, output_dir=out,
+                          no_progress=True, save_steps=0)
+        results = train(cfg)
     return results["throughput"]["samples_per_second"]
 
 
@@ -63,7 +63,7 @@ def main() -> int:
     p.add_argument("--batch-size", type=int, default=24)
     p.add_argument("--amp", default="auto")
     args = p.parse_args()
-    model = Path(args.model) if args.model else train_loop.prepare_model_folder(str(args.hf_model))
+    model = Path(args.model) if args.model else prepare_model_folder(str(args.hf_model))
     t0 = time.perf_counter()
     reference = seed_trainer(args.hf_model, args.data_dir, args.steps, args.batch_size)
     t1 = time.perf_counter()

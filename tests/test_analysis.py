@@ -10,6 +10,7 @@ import torch
 import torch.nn.functional as F
 
 import eval as ev
+from experiments import crosslingual
 from tests.test_train import tiny_checkpoint
 from tests.tiny import panx_head
 from xlmr.config import TAGS
@@ -98,21 +99,21 @@ def test_error_analysis_rejects_unknown_token(tiny, small_panx4, tmp_path, capsy
 
 def test_crossing_point_by_hand():
     # Between 500 (0.5) and 1000 (0.8), 0.65 is halfway: in log space that is sqrt(500 * 1000).
-    assert ev.crossing_point([250, 500, 1000], [0.2, 0.5, 0.8], 0.65) == pytest.approx((500 * 1000) ** 0.5)
-    assert ev.crossing_point([250, 500], [0.7, 0.8], 0.65) == 250
-    assert ev.crossing_point([250, 500], [0.1, 0.2], 0.65) is None
+    assert crosslingual.crossing_point([250, 500, 1000], [0.2, 0.5, 0.8], 0.65) == pytest.approx((500 * 1000) ** 0.5)
+    assert crosslingual.crossing_point([250, 500], [0.7, 0.8], 0.65) == 250
+    assert crosslingual.crossing_point([250, 500], [0.1, 0.2], 0.65) is None
 
 
 def test_transfer_table_by_hand():
     results = {"de": {"test_f1": {"de": 0.8, "fr": 0.7, "it": 0.6, "en": 0.5}},
                "fr": {"test_f1": {"fr": 0.75}}, "all": {"test_f1": {"de": 0.81, "fr": 0.8, "it": 0.79, "en": 0.7}}}
-    table = ev.transfer_table(results)
+    table = crosslingual.transfer_table(results)
     assert table["each"] == {"de": 0.8, "fr": 0.75, "it": None, "en": None}
     assert table["de-fr"] == {"de": None, "fr": None, "it": None, "en": None}
-    md = ev.table_markdown(table)
+    md = crosslingual.table_markdown(table)
     assert md.splitlines()[0] == "| trained on | de | fr | it | en |"
     assert "| each | 0.800 | 0.750 | - | - |" in md
-    assert ev.table_csv(table).splitlines()[3] == "all,0.8100,0.8000,0.7900,0.7000"
+    assert crosslingual.table_csv(table).splitlines()[3] == "all,0.8100,0.8000,0.7900,0.7000"
 
 
 def test_experiments_run_resume_and_tables(tiny, small_panx4, tmp_path):
@@ -172,8 +173,6 @@ def test_test_command_is_the_default(tiny, small_panx4, tmp_path):
 
 
 def test_quick_preset_shortens_only_whole_language_runs(monkeypatch, tmp_path):
-    import train_loop
-
     seen = {}
 
     def fake_train(args):
@@ -183,7 +182,7 @@ def test_quick_preset_shortens_only_whole_language_runs(monkeypatch, tmp_path):
         return {"test_f1": {lang: 0.5 for lang in args.eval_langs}, "config": {"epochs": args.epochs,
                 "train_sentences": 1}, "throughput": {"train_seconds": 0.0}}
 
-    monkeypatch.setattr(train_loop, "train", fake_train)
+    monkeypatch.setattr(crosslingual, "train", fake_train)
     assert ev.main(["experiments", "--model", "m", "--quick", "--output-dir", str(tmp_path), "--amp", "off",
                     "--drop-weights"]) == 0
     assert seen == {"de": (1, ["de"], None), "fr-250": (3, ["fr"], 250), "fr-500": (3, ["fr"], 500),

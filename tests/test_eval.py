@@ -5,7 +5,8 @@ import torch
 from datasets import Dataset
 from seqeval.metrics import f1_score
 
-from eval import evaluate, to_seqeval
+from evaluation.predict import evaluate
+from evaluation.scoring import to_seqeval
 
 ID2LABEL = dict(enumerate(["O", "B-PER", "I-PER", "B-ORG", "I-ORG", "B-LOC", "I-LOC"]))
 

@@ -6,7 +6,8 @@ import torch
 
 from tiny import hf_config, hf_model, ragged_batch, save_hf
 from xlmr.convert import convert
-from xlmr.weights import load_model, ours_to_hf
+from xlmr.keymap import ours_to_hf
+from xlmr.weights import load_model
 
 
 def both_models(tmp_path, config):

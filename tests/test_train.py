@@ -14,6 +14,8 @@ import torch
 from safetensors.torch import load_file
 
 import train_loop
+from training import RunError, loop
+from training.state import resumable_state, save_state
 from tests.tiny import panx_head
 from xlmr.config import TAGS, XLMRConfig
 from xlmr.model import XLMRForTokenClassification
@@ -148,7 +150,7 @@ def test_bad_input_fails_before_training(case, tiny, spm_path, small_panx, tmp_p
 
 
 def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(tiny, small_panx, tmp_path, monkeypatch):
-    real_ce = train_loop.F.cross_entropy
+    real_ce = loop.F.cross_entropy
     calls = {"n": 0}
 
     def poisoned(*args, **kwargs):
@@ -159,11 +161,11 @@ def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(tiny, small_panx, tmp
                 return loss * float("nan")
         return loss
 
-    monkeypatch.setattr(train_loop.F, "cross_entropy", poisoned)
+    monkeypatch.setattr(loop.F, "cross_entropy", poisoned)
     out = tmp_path / "nan"
-    args = train_loop.build_parser().parse_args(run_args(tiny, small_panx, out, "--epochs", "2"))
-    with pytest.raises(train_loop.RunError, match="loss is nan at step 33 .epoch 2."):
-        train_loop.train(args)
+    args = train_loop.config_from(train_loop.build_parser().parse_args(run_args(tiny, small_panx, out, "--epochs", "2")))
+    with pytest.raises(RunError, match="loss is nan at step 33 .epoch 2."):
+        loop.train(args)
     assert (out / "model.safetensors").is_file() and not (out / "results.json").exists()
     load_model(out)  # the epoch-1 checkpoint is intact
 
@@ -173,13 +175,13 @@ def test_state_survives_a_kill_between_the_renames(tmp_path):
     run = tmp_path / "run"
     (run / "last.old").mkdir(parents=True)
     (run / "last.old" / "state.json").write_text("{}")
-    assert train_loop.resumable_state(run) == run / "last.old"  # killed between the renames
+    assert resumable_state(run) == run / "last.old"  # killed between the renames
     (run / "last").mkdir()
     (run / "last" / "state.json").write_text("{}")
-    assert train_loop.resumable_state(run) == run / "last"  # killed while removing last.old
+    assert resumable_state(run) == run / "last"  # killed while removing last.old
     model = torch.nn.Linear(2, 2)
     opt = torch.optim.AdamW(model.parameters())
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: 1.0)
-    train_loop.save_state(run / "last", model, opt, sched, None, {"step": 7})
+    save_state(run / "last", model, opt, sched, None, {"step": 7})
     assert json.loads((run / "last" / "state.json").read_text()) == {"step": 7}
     assert not (run / "last.old").exists() and not (run / "last.tmp").exists()

@@ -177,14 +177,3 @@ class XLMRForTokenClassification(nn.Module):
             return logits, None
         loss = F.cross_entropy(logits.view(-1, logits.shape[-1]).float(), labels.view(-1), ignore_index=-100)
         return logits, loss
-
-    @classmethod
-    def from_pretrained(cls, path, id2label: dict[int, str] | None = None, **kwargs):
-        from .weights import load_model
-
-        return load_model(path, id2label=id2label, **kwargs)
-
-    def save_pretrained(self, path, tokenizer_file=None) -> None:
-        from .weights import save_model
-
-        save_model(self, path, tokenizer_file=tokenizer_file)

@@ -10,11 +10,11 @@ which it sits furthest from an edge, so it sees the most context.
 from __future__ import annotations
 
 import re
-from contextlib import nullcontext
 from dataclasses import dataclass, field
 
 import torch
 
+from .precision import autocast_for
 from .tokenizer import BOS, EOS, PAD, XLMRTokenizer
 
 # A word is a run of letters/digits (joined by inner hyphens or apostrophes) or one other
@@ -196,8 +196,6 @@ class Tagger:
         """Label probabilities (n_tokens, C) for each window's tokens, batched by length."""
         out = [None] * len(windows)
         order = sorted(range(len(windows)), key=lambda j: len(windows[j]))
-        autocast = (torch.autocast(self.device.type, dtype=self.amp_dtype) if self.amp_dtype is not None
-                    else nullcontext())
         for b in range(0, len(order), self.batch_size):
             chunk = order[b: b + self.batch_size]
             T = max(len(windows[j]) for j in chunk) + 2
@@ -207,7 +205,7 @@ class Tagger:
                 seq = [BOS, *windows[j], EOS]
                 ids[row, : len(seq)] = torch.tensor(seq)
                 mask[row, : len(seq)] = 1
-            with autocast:
+            with autocast_for(self.device, self.amp_dtype):
                 logits, _ = self.model(ids.to(self.device), mask.to(self.device))  # (B, T, C)
             probs = logits.float().softmax(dim=-1).cpu()
             for row, j in enumerate(chunk):

@@ -1,0 +1,37 @@
+"""Entity-level precision, recall and F1 with seqeval, from tag ids and gold labels."""
+from __future__ import annotations
+
+from seqeval.metrics import classification_report, f1_score, precision_score, recall_score
+
+from loaders.align import IGNORE
+
+
+def to_seqeval(pred_ids, label_ids, id2label: dict[int, str]) -> tuple[list[list[str]], list[list[str]]]:
+    """Predicted and gold tag sequences for seqeval, keeping only the labelled positions (a word's
+    first sub-word): positions labelled -100 are neither scored nor shown to seqeval."""
+    y_pred, y_true = [], []
+    for preds, labels in zip(pred_ids, label_ids):
+        keep = [(int(p), int(l)) for p, l in zip(preds, labels) if l != IGNORE]
+        y_pred.append([id2label[p] for p, _ in keep])
+        y_true.append([id2label[l] for _, l in keep])
+    return y_pred, y_true
+
+
+def entity_scores(y_true: list[list[str]], y_pred: list[list[str]], report: bool = False) -> dict:
+    """seqeval's micro-averaged entity P/R/F1; with `report`, its per-type report as a dict and
+    as text."""
+    scores = {"f1": f1_score(y_true, y_pred), "precision": precision_score(y_true, y_pred),
+              "recall": recall_score(y_true, y_pred)}
+    if report:
+        scores["report"] = classification_report(y_true, y_pred, output_dict=True)
+        scores["report_text"] = classification_report(y_true, y_pred, digits=3)
+    return scores
+
+
+def f1_table(scores: dict[str, float], label: str = "F1") -> str:
+    """One Markdown row of F1 per language, e.g. for the end of a training run."""
+    langs = list(scores)
+    head = "| " + " | ".join([label] + langs) + " |"
+    sep = "|" + "---|" * (len(langs) + 1)
+    row = "| test | " + " | ".join(f"{scores[lang]:.3f}" for lang in langs) + " |"
+    return "\n".join([head, sep, row])

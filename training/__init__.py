@@ -1,0 +1,15 @@
+"""The fine-tuning loop, one job per module:
+
+    config.py   TrainConfig: every setting of a run, with the book's recipe as defaults
+    recipe.py   what a run trains with: data, batches per epoch, AdamW groups, the linear schedule
+    state.py    TrainState and the resumable training state on disk (last/), metrics.jsonl
+    loop.py     set-up, one step, one epoch, validation and checkpointing, the final test
+    throughput.py  samples, tokens and model FLOPs per second of the training steps
+
+Layering: uses `xlmr`, `loaders` and `evaluation` (prediction and scoring only); the
+experiments and the command-line scripts use it.
+"""
+from .config import RunError, TrainConfig, command_line
+from .loop import train
+
+__all__ = ["RunError", "TrainConfig", "command_line", "train"]

@@ -1,0 +1,70 @@
+"""Every setting of a training run in one dataclass, with the book's recipe as the defaults.
+
+`train_loop.py` turns these fields into command-line flags (the `help` metadata is the flag's
+help text), and the experiments build a `TrainConfig` directly, so a setting has one default in
+one place.
+"""
+from __future__ import annotations
+
+from dataclasses import MISSING, dataclass, field, fields
+
+from xlmr.precision import AMP_CHOICES
+
+DEFAULT_MODEL = "xlm-roberta-base"
+
+
+class RunError(Exception):
+    """A problem found before or during training, reported as one clear line."""
+
+
+@dataclass
+class TrainConfig:
+    langs: list[str] = field(default_factory=lambda: ["de"], metadata={"help": "training languages (default: de)"})
+    model: str = field(default=DEFAULT_MODEL, metadata={
+        "help": "our checkpoint folder, a Hugging Face folder or a hub id (converted into weights/)"})
+    data_dir: str | None = field(default=None, metadata={"help": "PAN-X folder (default: $PANX_DATA_DIR, else the hub)"})
+    output_dir: str | None = field(default=None, metadata={"help": "where the run is written (default: runs/<langs>)"})
+    epochs: int = 3
+    batch_size: int = field(default=24, metadata={"help": "sentences per optimizer step, over all processes"})
+    eval_batch_size: int = 64
+    lr: float = 5e-5
+    weight_decay: float = 0.01
+    warmup_ratio: float = 0.0
+    max_grad_norm: float = 1.0
+    grad_accum: int = field(default=1, metadata={"help": "split each batch into this many micro-batches"})
+    num_samples: int | None = field(default=None, metadata={"help": "train on a seeded subset of N sentences"})
+    max_length: int = 512
+    seed: int = 42
+    amp: str = field(default="auto", metadata={
+        "choices": AMP_CHOICES, "help": "autocast: auto = bf16 (fp16 on GPUs without bf16); fp16 uses a gradient scaler"})
+    device: str | None = field(default=None, metadata={"help": "cpu, cuda, cuda:1 ... (default: cuda if available)"})
+    eval_langs: list[str] = field(default_factory=lambda: ["de", "fr", "it", "en"])
+    full_splits: bool = field(default=False, metadata={"help": "whole PAN-X splits instead of the Swiss-mix subsets"})
+    random_batches: bool = field(default=False, metadata={"help": "plain shuffled batches instead of length-grouped ones"})
+    label_all_subwords: bool = field(default=False, metadata={
+        "help": "label every sub-word (I- form) instead of the first"})
+    logging_steps: int = 50
+    save_steps: int = field(default=200, metadata={
+        "help": "save the training state every N steps (0: epoch ends only)"})
+    resume: str | None = field(default=None, metadata={
+        "help": "output folder of an interrupted run to continue; pass the run's other arguments unchanged"})
+    keep_last: bool = field(default=False, metadata={"help": "keep last/ (the resumable training state) after the run"})
+    peak_tflops: float | None = field(default=None, metadata={"help": "device peak, to report model FLOPs utilisation"})
+    no_progress: bool = field(default=False, metadata={"help": "no progress bars"})
+
+
+def command_line(cfg: TrainConfig) -> list[str]:
+    """The flags of `python train_loop.py` that give this configuration: those off their default."""
+    argv = []
+    for f in fields(cfg):
+        value, default = getattr(cfg, f.name), f.default_factory() if f.default_factory is not MISSING else f.default
+        if value == default:
+            continue
+        flag = "--" + f.name.replace("_", "-")
+        if isinstance(value, bool):
+            argv.append(flag)
+        elif isinstance(value, list):
+            argv += [flag, *map(str, value)]
+        else:
+            argv += [flag, str(value)]
+    return argv

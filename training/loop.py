@@ -1,0 +1,288 @@
+"""The fine-tuning loop, read top to bottom as the recipe it implements:
+
+    train(cfg)
+      setup(cfg)                      model, data, optimizer, schedule; resume if asked
+      for each epoch:
+        train_epoch(run, epoch)       train_step per global batch; the state saved every --save-steps
+        validate_and_checkpoint(run)  validation F1; the best epoch's weights kept
+      test_best(run)                  the best weights on every --eval-langs test set
+      finish(run, tests)              results.json, clean-up
+
+No Trainer in between: AMP through autocast (and a gradient scaler for fp16), a padding
+collator, -100 on every position that carries no word label, and DDP under torchrun.
+"""
+from __future__ import annotations
+
+import math
+import random
+import shutil
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import torch
+import torch.distributed as dist
+import torch.nn.functional as F
+from tqdm.auto import tqdm
+
+from evaluation.predict import evaluate
+from evaluation.reports import write_json_atomic
+from evaluation.scoring import f1_table
+from loaders.align import IGNORE
+from loaders.collate import PaddingCollator
+from xlmr.config import TAGS
+from xlmr.embedding_grad import RowSparseGrad
+from xlmr.precision import amp_dtype_for, autocast_for
+from xlmr.tokenizer import XLMRTokenizer
+from xlmr.weights import load_model, save_model, tokenizer_file_in
+
+from .config import RunError, TrainConfig
+from .prepare import check_langs, check_output_dir, load_data, prepare_model_folder, setup_distributed
+from .recipe import build_optimizer, epoch_batches, linear_schedule
+from .state import MetricsLog, TrainState, load_state, resumable_state, save_state
+from .throughput import throughput
+
+
+@dataclass
+class Run:
+    """Everything one training run holds between its steps."""
+    cfg: TrainConfig
+    rank: int
+    world: int
+    device: torch.device
+    out: Path
+    folder: Path  # the model folder the run started from
+    tokenizer_file: Path
+    model: torch.nn.Module
+    ddp_model: torch.nn.Module  # the model itself on one process
+    train_set: object
+    val_set: object
+    test_sets: dict
+    amp_dtype: torch.dtype | None
+    scaler: torch.amp.GradScaler | None
+    optimizer: torch.optim.Optimizer
+    scheduler: object
+    word_grad: RowSparseGrad | None
+    lengths: list[int]
+    total_steps: int
+    log: MetricsLog
+    state: TrainState
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+    @property
+    def shares(self) -> int:
+        """How many pieces a global batch is cut into: processes x micro-batches."""
+        return self.world * self.cfg.grad_accum
+
+    def save(self) -> None:
+        save_state(self.out / "last", self.model, self.optimizer, self.scheduler, self.scaler, asdict(self.state))
+
+
+def setup(cfg: TrainConfig) -> Run:
+    rank, world, device = setup_distributed(cfg.device)
+    out = Path(cfg.output_dir or cfg.resume or f"runs/{'-'.join(cfg.langs)}")
+    check_langs(cfg.langs + cfg.eval_langs)
+    if cfg.batch_size % (world * cfg.grad_accum):
+        raise RunError(f"--batch-size {cfg.batch_size} must be divisible by processes x --grad-accum "
+                       f"({world} x {cfg.grad_accum})")
+    if cfg.resume and resumable_state(Path(cfg.resume)) is None:
+        raise RunError(f"nothing to resume in {cfg.resume}: no last/state.json")
+    if rank == 0:
+        check_output_dir(out)
+    folder = prepare_model_folder(cfg.model) if rank == 0 else None
+    if world > 1:
+        shared = [folder]
+        dist.broadcast_object_list(shared, src=0)
+        folder = shared[0]
+    tokenizer_file = tokenizer_file_in(folder)
+    if tokenizer_file is None:
+        raise RunError(f"{folder}: no sentencepiece.bpe.model beside the weights")
+    torch.manual_seed(cfg.seed)  # a new head is drawn from this
+    random.seed(cfg.seed)
+    model = load_model(folder, id2label=dict(enumerate(TAGS)))
+    train_set, val_set, test_sets = load_data(cfg, XLMRTokenizer(tokenizer_file))
+    model.to(device)
+    amp_dtype = amp_dtype_for(cfg.amp, device)
+    optimizer = build_optimizer(model, cfg)
+    # On one CPU process the dense word-embedding gradient costs more than the rest of the
+    # optimizer step (see xlmr/embedding_grad.py). Under DDP the reducer expects dense gradients,
+    # and on a GPU the caching allocator makes the dense one cheap.
+    word_grad = RowSparseGrad(model.encoder.embeddings.word) if device.type == "cpu" and world == 1 else None
+    lengths = [len(x) for x in train_set["input_ids"]]
+    total_steps = len(epoch_batches(cfg, lengths, 0, world * cfg.grad_accum)) * cfg.epochs
+    run = Run(cfg, rank, world, device, out, folder, tokenizer_file, model,
+              torch.nn.parallel.DistributedDataParallel(model) if world > 1 else model,
+              train_set, val_set, test_sets, amp_dtype,
+              torch.amp.GradScaler(device.type) if amp_dtype == torch.float16 else None,
+              optimizer, linear_schedule(optimizer, int(cfg.warmup_ratio * total_steps), total_steps),
+              word_grad, lengths, total_steps, None, TrainState())
+    if cfg.resume:
+        saved = load_state(resumable_state(Path(cfg.resume)), model, optimizer, run.scheduler, run.scaler)
+        run.state = TrainState(**saved)
+        if run.is_main:
+            print(f"resuming {cfg.resume} at epoch {run.state.epoch + 1}, step {run.state.step}")
+    run.log = MetricsLog(out / "metrics.jsonl", run.is_main, run.state.step if cfg.resume else None)
+    return run
+
+
+def train_step(run: Run, global_batch: list[int], columns, collate) -> tuple[float, torch.Tensor]:
+    """One optimizer step on this process's share of a global batch: (loss, gradient norm)."""
+    cfg, state, device = run.cfg, run.state, run.device
+    input_ids, labels = columns
+    mine = global_batch[run.rank::run.world]
+    micro = [mine[i::cfg.grad_accum] for i in range(cfg.grad_accum)]
+    micro_batches = [collate([{"input_ids": input_ids[i], "labels": labels[i]} for i in m]) for m in micro]
+    # Normalise by the labelled tokens of the whole global batch, so the gradient is the same
+    # whatever the number of processes and micro-batches.
+    n_labelled = torch.tensor(float(sum(int((mb["labels"] != IGNORE).sum()) for mb in micro_batches)), device=device)
+    if run.world > 1:
+        dist.all_reduce(n_labelled)
+    loss_total = torch.zeros((), device=device)
+    for k, mb in enumerate(micro_batches):
+        mb = {key: v.to(device, non_blocking=True) for key, v in mb.items()}
+        sync = k == len(micro_batches) - 1 or run.world == 1
+        with run.ddp_model.no_sync() if (run.world > 1 and not sync) else torch.enable_grad():
+            with autocast_for(device, run.amp_dtype):
+                logits, _ = run.ddp_model(mb["input_ids"], mb["attention_mask"])
+            loss_sum = F.cross_entropy(logits.float().flatten(0, 1), mb["labels"].flatten(),
+                                       ignore_index=IGNORE, reduction="sum")
+            # DDP averages gradients over processes; multiply back so the sum stays a sum.
+            loss = loss_sum * run.world / n_labelled
+            (run.scaler.scale(loss) if run.scaler else loss).backward()
+        loss_total += loss_sum.detach()
+        state.tokens += int(mb["attention_mask"].sum())
+        state.padded_tokens += mb["input_ids"].numel()
+    if run.world > 1:
+        dist.all_reduce(loss_total)
+    step_loss = (loss_total / n_labelled).item()
+    if not math.isfinite(step_loss):
+        raise RunError(f"loss is {step_loss} at step {state.step + 1} (epoch {state.epoch + 1}); stopped. "
+                       f"The last good checkpoint in {run.out} is kept; try a lower --lr or --amp off")
+    return step_loss, optimizer_step(run)
+
+
+def optimizer_step(run: Run) -> torch.Tensor:
+    """Clip, step AdamW and the schedule, clear the gradients; returns the gradient norm."""
+    if run.word_grad:
+        run.word_grad.densify()
+    if run.scaler:
+        run.scaler.unscale_(run.optimizer)
+    grad_norm = torch.nn.utils.clip_grad_norm_(run.model.parameters(), run.cfg.max_grad_norm)
+    if run.scaler:
+        run.scaler.step(run.optimizer)
+        run.scaler.update()
+    else:
+        run.optimizer.step()
+    run.scheduler.step()
+    run.optimizer.zero_grad(set_to_none=True)
+    if run.word_grad:
+        run.word_grad.clear()
+    return grad_norm
+
+
+def train_epoch(run: Run, epoch: int) -> None:
+    cfg, state = run.cfg, run.state
+    batches = epoch_batches(cfg, run.lengths, epoch, run.shares)
+    columns = (list(run.train_set["input_ids"]), list(run.train_set["labels"]))  # read once: Arrow rows are slow
+    collate = PaddingCollator()
+    run.model.train()
+    bar = tqdm(total=len(batches), initial=state.batch, desc=f"epoch {epoch + 1}/{cfg.epochs}",
+               disable=not run.is_main or cfg.no_progress, dynamic_ncols=True)
+    t_epoch = time.perf_counter()
+    for b in range(state.batch, len(batches)):
+        step_loss, grad_norm = train_step(run, batches[b], columns, collate)
+        state.step += 1
+        state.batch = b + 1
+        state.samples += len(batches[b])
+        lr = run.scheduler.get_last_lr()[0]
+        bar.update(1)
+        bar.set_postfix(loss=f"{step_loss:.4f}", lr=f"{lr:.2e}")
+        if state.step % cfg.logging_steps == 0:
+            run.log.write(type="train", step=state.step, epoch=epoch + b / len(batches), loss=step_loss,
+                          lr=lr, grad_norm=float(grad_norm))
+        if cfg.save_steps and state.step % cfg.save_steps == 0 and b + 1 < len(batches):
+            state.train_seconds += time.perf_counter() - t_epoch
+            t_epoch = time.perf_counter()
+            if run.is_main:
+                run.save()
+    bar.close()
+    state.train_seconds += time.perf_counter() - t_epoch
+
+
+def validate_and_checkpoint(run: Run, epoch: int) -> None:
+    """Validation F1 after an epoch; the best epoch's weights are the run's checkpoint, and the
+    resumable state moves to the start of the next epoch."""
+    state, t0 = run.state, time.perf_counter()
+    val = evaluate(run.model, run.val_set, run.model.config.id2label, run.cfg.eval_batch_size, run.device,
+                   run.amp_dtype, progress=not run.cfg.no_progress, desc="validation")
+    record = {"epoch": epoch + 1, "step": state.step, "val_loss": val["loss"], "val_f1": val["f1"],
+              "eval_seconds": time.perf_counter() - t0}
+    state.epochs.append(record)
+    run.log.write(type="eval", **record)
+    if run.is_main:
+        print(f"epoch {epoch + 1}: validation loss {val['loss']:.4f}, F1 {val['f1']:.4f}")
+        if val["f1"] > state.best_f1:
+            save_model(run.model, run.out, tokenizer_file=run.tokenizer_file)
+    if val["f1"] > state.best_f1:
+        state.best_f1, state.best_epoch = val["f1"], epoch + 1
+    state.epoch, state.batch = epoch + 1, 0
+    if run.is_main:
+        run.save()
+    run.model.train()
+
+
+def test_best(run: Run) -> dict[str, dict]:
+    """The best epoch's checkpoint on the test set of every evaluation language."""
+    if run.world > 1:
+        dist.barrier()  # rank 0 has written the best weights
+    best = load_model(run.out).to(run.device)
+    tests = {}
+    for lang, ds in run.test_sets.items():
+        r = evaluate(best, ds, best.config.id2label, run.cfg.eval_batch_size, run.device, run.amp_dtype,
+                     progress=not run.cfg.no_progress, desc=f"test {lang}")
+        tests[lang] = {"f1": r["f1"], "precision": r["precision"], "recall": r["recall"],
+                       "loss": r["loss"], "sentences": r["sentences"]}
+        run.log.write(type="test", step=run.state.step, lang=lang, **tests[lang])
+    return tests
+
+
+def finish(run: Run, tests: dict[str, dict]) -> dict:
+    """results.json (written by rank 0), clean-up of the resumable state, and the summary."""
+    state = run.state
+    results = {
+        "config": asdict(run.cfg) | {"model_folder": str(run.folder), "world_size": run.world, "device": str(run.device),
+                                     "amp_dtype": str(run.amp_dtype), "train_sentences": len(run.train_set),
+                                     "validation_sentences": len(run.val_set), "total_steps": run.total_steps},
+        "epochs": state.epochs,
+        "best_epoch": state.best_epoch,
+        "test_f1": {lang: r["f1"] for lang, r in tests.items()},
+        "test": tests,
+        "throughput": throughput(state, run.model, run.device, run.cfg.peak_tflops),
+    }
+    if run.is_main:
+        write_json_atomic(run.out / "results.json", results)
+        shutil.rmtree(run.out / "last.old", ignore_errors=True)
+        if not run.cfg.keep_last:
+            shutil.rmtree(run.out / "last", ignore_errors=True)
+        print(f"\nbest epoch {state.best_epoch} (validation F1 {state.best_f1:.4f}); "
+              f"trained in {state.train_seconds:.0f} s")
+        print(f1_table(results["test_f1"]))
+        print(f"wrote {run.out}")
+    return results
+
+
+def train(cfg: TrainConfig) -> dict:
+    run = setup(cfg)
+    if run.is_main:
+        print(f"training on {len(run.train_set)} sentences ({' '.join(cfg.langs)}), validating on "
+              f"{len(run.val_set)}; {run.total_steps} steps on {run.world} x {run.device}, amp {run.amp_dtype or 'off'}")
+    for epoch in range(run.state.epoch, cfg.epochs):
+        train_epoch(run, epoch)
+        validate_and_checkpoint(run, epoch)
+    results = finish(run, test_best(run))
+    if run.world > 1:
+        dist.destroy_process_group()
+    return results

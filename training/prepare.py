@@ -1,0 +1,88 @@
+"""Set-up before the first step: processes and device, the output folder, the model folder and
+the encoded data. Everything that can fail does so here, before anything slow."""
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.distributed as dist
+from datasets import concatenate_datasets
+
+from loaders.align import encode_panx
+from loaders.panx import PanxError, check_lang, panx_splits
+from xlmr.convert import convert
+from xlmr.weights import resolve_folder
+
+from .config import RunError, TrainConfig
+
+# Hugging Face folders are converted into the repository's weights/ once, then reused.
+WEIGHTS_DIR = Path(__file__).resolve().parents[1] / "weights"
+
+
+def setup_distributed(device_arg: str | None) -> tuple[int, int, torch.device]:
+    """(rank, world size, device); under torchrun the process group is started here."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    use_cuda = (device_arg or ("cuda" if torch.cuda.is_available() else "cpu")).startswith("cuda")
+    if world > 1:
+        dist.init_process_group("nccl" if use_cuda else "gloo")
+        rank = dist.get_rank()
+        if use_cuda:
+            local = int(os.environ.get("LOCAL_RANK", "0"))
+            torch.cuda.set_device(local)
+            return rank, world, torch.device("cuda", local)
+        return rank, world, torch.device("cpu")
+    return 0, 1, torch.device(device_arg or ("cuda" if use_cuda else "cpu"))
+
+
+def check_langs(langs) -> None:
+    for lang in langs:
+        try:
+            check_lang(lang)
+        except PanxError as e:
+            raise RunError(str(e)) from None
+
+
+def check_output_dir(path: Path) -> None:
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        probe = path / ".write-test"
+        probe.write_text("")
+        probe.unlink()
+    except OSError as e:
+        raise RunError(f"cannot write to output folder {path}: {e.strerror or e}") from None
+
+
+def prepare_model_folder(src: str) -> Path:
+    """Our checkpoint folder as is; a Hugging Face folder or hub id is converted into weights/."""
+    folder = resolve_folder(src)
+    config_file = folder / "config.json"
+    if not config_file.is_file():
+        raise RunError(f"{folder}: no config.json; is this a checkpoint folder?")
+    if json.loads(config_file.read_text()).get("format") == "xlmr-ner":
+        return folder
+    target = WEIGHTS_DIR / folder.name
+    if not (target / "model.safetensors").is_file():
+        print(f"converting {folder} -> {target}")
+        convert(folder, target)
+    return target
+
+
+def load_data(cfg: TrainConfig, tokenizer):
+    """Encoded train/validation sets of the training languages and test sets of the evaluation
+    languages, from the Swiss mix (or the full splits)."""
+    cache = {}
+    for lang in dict.fromkeys(cfg.langs + cfg.eval_langs):
+        cache[lang] = encode_panx(panx_splits(lang, cfg.data_dir, cfg.full_splits), tokenizer, cfg.max_length,
+                                  cfg.label_all_subwords)
+    train = concatenate_datasets([cache[lang]["train"] for lang in cfg.langs])
+    validation = concatenate_datasets([cache[lang]["validation"] for lang in cfg.langs])
+    if cfg.num_samples is not None:
+        if not 0 < cfg.num_samples <= len(train):
+            raise RunError(f"--num-samples {cfg.num_samples} is outside 1..{len(train)}")
+        keep = np.random.default_rng(cfg.seed).permutation(len(train))[: cfg.num_samples]
+        train = train.select(np.sort(keep))
+    tests = {lang: cache[lang]["test"] for lang in cfg.eval_langs}
+    return train, validation, tests
