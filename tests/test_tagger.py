@@ -10,7 +10,8 @@ import pytest
 import torch
 
 from xlmr.config import TAGS
-from xlmr.tagger import Tagger, aggregate, entities_from_tags, plan_windows, split_words, window_owner
+from xlmr.tagger import Tagger, aggregate, entities_from_tags, plan_windows, window_owner
+from xlmr.words import split_words
 
 
 # -- span merging ----------------------------------------------------------------------------

@@ -1,25 +1,22 @@
 """Tag raw text with a fine-tuned checkpoint: sub-word tags, word tags and entity spans.
 
-The text is cut into words with their character offsets, the words are encoded with our
-tokenizer (so every token knows its word id), and a word's tag comes from its sub-words' scores
-by one of three aggregation strategies. Entities are runs of words merged by their B-/I- tags;
+The text is cut into words with their character offsets (by script: see words.py), the words
+are encoded with our tokenizer (so every token knows its word id), and a word's tag comes from
+its sub-words' scores by one of three aggregation strategies. Entities are runs of words merged by their B-/I- tags;
 their offsets slice the original text. A text longer than the model's window is tagged in
 overlapping windows cut at word boundaries, and every word takes its tag from the window in
 which it sits furthest from an edge, so it sees the most context.
 """
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass, field
 
 import torch
 
 from .precision import autocast_for
 from .tokenizer import BOS, EOS, PAD, XLMRTokenizer
+from .words import scan
 
-# A word is a run of letters/digits (joined by inner hyphens or apostrophes) or one other
-# visible character: PAN-X, which the models learn from, writes punctuation as separate words.
-WORD = re.compile(r"\w+(?:[-'’]\w+)*|[^\w\s]")
 AGGREGATIONS = ("first", "average", "max")
 
 
@@ -44,10 +41,9 @@ class Tagged:
     token_tags: list[str] = field(default_factory=list)
     token_scores: list[float] = field(default_factory=list)
     entities: list[Entity] = field(default_factory=list)
+    skipped: list[tuple[int, int]] = field(default_factory=list)  # control/format characters in no word
 
 
-def split_words(text: str) -> list[tuple[int, int]]:
-    return [m.span() for m in WORD.finditer(text)]
 
 
 def plan_windows(token_counts: list[int], budget: int, stride: int) -> list[tuple[int, int]]:
@@ -144,7 +140,8 @@ class Tagger:
             raise ValueError(f"unknown aggregation {aggregation!r}; choose from {AGGREGATIONS}")
         single = isinstance(texts, str)
         texts = [texts] if single else list(texts)
-        spans = [split_words(t) for t in texts]
+        scanned = [scan(t, self.tokenizer.piece_spans) for t in texts]
+        spans = [words for words, _ in scanned]
         # Every word of every text in one tokenizer call: ids per word, no special tokens.
         encodings = self.tokenizer.encode_words_batch([[t[a:b] for a, b in s] for t, s in zip(texts, spans)],
                                                       max_length=None)
@@ -171,7 +168,7 @@ class Tagger:
             mine = list(range(k, k + len(plan)))
             k += len(plan)
             owner = window_owner(plan, len(word_pieces))
-            tagged = Tagged(texts[i], spans[i], [], [])
+            tagged = Tagged(texts[i], spans[i], [], [], skipped=scanned[i][1])
             for w in range(len(word_pieces)):
                 win = mine[owner[w]]
                 rows_of, ids = windows[win]

@@ -78,6 +78,29 @@ class XLMRTokenizer:
             ids = ids[: max_length - 2]
         return [BOS, *ids, EOS]
 
+    def piece_spans(self, run: str) -> list[tuple[int, int]]:
+        """(start, end) offsets in `run` of the SentencePiece pieces it is cut into: the words
+        of a script written without spaces (see xlmr/words.py). Offsets are exact when
+        normalisation leaves the run as it is or changes it character by character; otherwise
+        the run is one span."""
+        per_char = [self.normalizer.normalize(c) for c in run]
+        pieces = [p.replace(SPIECE_UNDERLINE, "") for p in self.sp.encode(run, out_type=str)]
+        if "".join(pieces) != "".join(per_char).replace(" ", ""):
+            return [(0, len(run))] if run else []
+        # Normalised offset -> original offset, through each character's normalised length.
+        ends, total = {0: 0}, 0
+        for i, c in enumerate(per_char):
+            total += len(c.replace(" ", ""))
+            ends[total] = i + 1
+        spans, at = [], 0
+        for p in pieces:
+            if p and at in ends and at + len(p) in ends:
+                spans.append((ends[at], ends[at + len(p)]))
+            elif p:
+                return [(0, len(run))]
+            at += len(p)
+        return spans
+
     def tokenize(self, text: str) -> list[str]:
         return self.sp.encode(text, out_type=str)
 
