@@ -4,6 +4,7 @@
     python eval.py tag --model runs/de "Jeff Dean ist ein Informatiker bei Google"
     python eval.py errors --model runs/de --langs de --data-dir ../shared/data/panx --token '▁('
     python eval.py experiments --model weights/e5-small --data-dir ../shared/data/panx [--quick]
+    python eval.py sweep --model runs/en runs/de --data-dir ../shared/data/panx-xtreme   # zero-shot, 39 languages
 
 This file is the command line only: argument parsing and printing. The work is done by
 `evaluation` (prediction, scoring, error analysis), `xlmr.tagger` and `experiments`.
@@ -11,6 +12,7 @@ This file is the command line only: argument parsing and printing. The work is d
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 import time
 from dataclasses import asdict
@@ -24,7 +26,7 @@ from training import RunError
 from xlmr.precision import AMP_CHOICES, amp_dtype_for
 from xlmr.weights import CheckpointError
 
-COMMANDS = ("test", "tag", "errors", "experiments")
+COMMANDS = ("test", "tag", "errors", "experiments", "sweep")
 PANX_LANGS = ("de", "fr", "it", "en")
 ERRORS = (CheckpointError, PanxError, FileNotFoundError, RunError, ValueError)
 
@@ -156,12 +158,66 @@ def add_experiments_command(sub, common) -> None:
                    help="delete each run's model.safetensors once tested (~0.45 GB each for e5-small), except de's")
 
 
+def trained_langs(model_dir: Path) -> list[str]:
+    """The training languages a run recorded in its results.json; none when it is not a run folder."""
+    results = model_dir / "results.json"
+    return json.loads(results.read_text())["config"]["langs"] if results.is_file() else []
+
+
+def cmd_sweep(args) -> int:
+    from evaluation.sweep import find_test_sets, mean_line, side_by_side, summarise, sweep, write_sweep_reports
+
+    test_sets = find_test_sets(Path(args.data_dir), args.langs)
+    summaries = {}
+    for model_dir in map(Path, args.model):
+        model, tokenizer = load_for_cli(str(model_dir))
+        device = torch.device(args.device)
+        out_dir = Path(args.output_dir) / model_dir.name if args.output_dir else model_dir / "sweep"
+        print(f"== {model_dir}: {len(test_sets)} languages -> {out_dir}")
+        t0 = time.perf_counter()
+        results = sweep(model.to(device), tokenizer, test_sets, out_dir, args.batch_size, device,
+                        amp_dtype_for(args.amp, device), args.chunk_sentences)
+        summary = summarise(results, args.train_langs or trained_langs(model_dir))
+        summary["seconds"] = time.perf_counter() - t0
+        write_sweep_reports(summary, out_dir)
+        rows = [{k: r[k] for k in ("lang", "name", "script", "sentences", "entities", "precision", "recall", "f1")}
+                for r in summary["rows"]]
+        print(format_rows(rows, list(rows[0])))
+        print(f"{mean_line(summary)}; {summary['seconds']:.0f} s\nwrote {out_dir}")
+        summaries[model_dir.name] = summary
+    if len(summaries) > 1:
+        table = side_by_side(summaries)
+        print("\n" + table)
+        if args.compare_output:
+            from evaluation.reports import write_text_atomic
+
+            write_text_atomic(Path(args.compare_output), table)
+            print(f"wrote {args.compare_output}")
+    return 0
+
+
+def add_sweep_command(sub, common) -> None:
+    w = sub.add_parser("sweep", help="zero-shot F1 on the test set of every language in a folder (resumable)")
+    common(w, with_model=False)
+    w.add_argument("--model", nargs="+", required=True, help="checkpoint folder(s); several give a side-by-side table")
+    w.add_argument("--data-dir", required=True, help="folder of test-<lang>.tsv files, e.g. ../shared/data/panx-xtreme")
+    w.add_argument("--langs", nargs="+", default=None, help="languages to sweep (default: every test file there)")
+    w.add_argument("--train-langs", nargs="+", default=None,
+                   help="languages to mark as trained on (default: from the run's results.json)")
+    w.add_argument("--output-dir", default=None, help="default: <model>/sweep")
+    w.add_argument("--batch-size", type=int, default=64)
+    w.add_argument("--chunk-sentences", type=int, default=40000,
+                   help="sentences predicted together before results are saved (the unit of resuming)")
+    w.add_argument("--compare-output", default=None, help="with several models: write the side-by-side table here")
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = p.add_subparsers(dest="command", required=True)
 
-    def common(q, model_required=True):
-        q.add_argument("--model", required=model_required, help="our checkpoint folder (as written by train_loop.py)")
+    def common(q, with_model=True):
+        if with_model:
+            q.add_argument("--model", required=True, help="our checkpoint folder (as written by train_loop.py)")
         q.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
         q.add_argument("--amp", default="auto", choices=AMP_CHOICES)
 
@@ -201,6 +257,7 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--output-dir", default=None, help="where tables and the PNG go (default: <model>/errors)")
 
     add_experiments_command(sub, common)
+    add_sweep_command(sub, common)
     return p
 
 
@@ -209,7 +266,8 @@ def main(argv=None) -> int:
     if not argv or argv[0] not in COMMANDS + ("-h", "--help"):
         argv = ["test", *argv]  # `python eval.py --model DIR --langs ...` is the test command
     args = build_parser().parse_args(argv)
-    command = {"test": cmd_test, "tag": cmd_tag, "errors": cmd_errors, "experiments": cmd_experiments}[args.command]
+    command = {"test": cmd_test, "tag": cmd_tag, "errors": cmd_errors, "experiments": cmd_experiments,
+               "sweep": cmd_sweep}[args.command]
     try:
         return command(args)
     except ERRORS as e:

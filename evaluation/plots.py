@@ -67,3 +67,25 @@ def plot_learning_curve(path: Path, sizes, f1s, zero_shot: float | None) -> bool
     ax.grid(alpha=0.3)
     save_figure(plt, fig, path)
     return True
+
+
+def plot_language_bars(path: Path, rows: list[dict], mean_f1: float) -> bool:
+    """F1 per language as bars sorted high to low, the training languages in another colour,
+    the mean as a dashed line."""
+    plt = pyplot()
+    if plt is None:
+        return False
+    fig, ax = plt.subplots(figsize=(max(6, 0.32 * len(rows) + 1.5), 4))
+    colours = ["tab:orange" if r["trained_on"] else "tab:blue" for r in rows]
+    ax.bar(range(len(rows)), [r["f1"] for r in rows], color=colours)
+    ax.set_xticks(range(len(rows)), [r["lang"] for r in rows], rotation=90)
+    ax.axhline(mean_f1, linestyle="--", color="gray")
+    ax.set_ylim(0, 1)
+    ax.set_ylabel("test F1")
+    ax.set_xlabel("language (sorted by F1)")
+    handles = [plt.Rectangle((0, 0), 1, 1, color=c) for c in ("tab:orange", "tab:blue")]
+    ax.legend(handles + [plt.Line2D([0], [0], linestyle="--", color="gray")],
+              ["trained on", "zero-shot", f"mean {mean_f1:.3f}"], loc="upper right")
+    ax.grid(axis="y", alpha=0.3)
+    save_figure(plt, fig, path)
+    return True

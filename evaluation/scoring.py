@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from seqeval.metrics import classification_report, f1_score, precision_score, recall_score
+from seqeval.metrics.sequence_labeling import get_entities
 
 from loaders.align import IGNORE
 
@@ -35,3 +36,8 @@ def f1_table(scores: dict[str, float], label: str = "F1") -> str:
     sep = "|" + "---|" * (len(langs) + 1)
     row = "| test | " + " | ".join(f"{scores[lang]:.3f}" for lang in langs) + " |"
     return "\n".join([head, sep, row])
+
+
+def count_entities(tag_sequences: list[list[str]]) -> int:
+    """Entities as seqeval reads them (an I- without a B- opens one too)."""
+    return sum(len(get_entities(seq)) for seq in tag_sequences)

@@ -19,14 +19,12 @@ from datasets import ClassLabel, Dataset, DatasetDict, Features, Sequence, Value
 
 from xlmr.config import TAGS
 
+from .languages import XTREME_PANX
+
 ENV_VAR = "PANX_DATA_DIR"
 SPLITS = {"train": "train", "validation": "dev", "test": "test"}  # DatasetDict name -> file name
 SWISS_FRACTIONS = {"de": 0.629, "fr": 0.229, "it": 0.084, "en": 0.059}
-# PAN-X languages of the XTREME benchmark (Thai is part of PAN-X too).
-PANX_LANGS = set(
-    "af ar bg bn de el en es et eu fa fi fr he hi hu id it ja jv ka kk ko ml mr ms my nl pt ru sw "
-    "ta te th tl tr ur vi yo zh".split()
-)
+PANX_LANGS = set(XTREME_PANX)  # Thai is part of PAN-X too
 FEATURES = Features({
     "tokens": Sequence(Value("string")),
     "ner_tags": Sequence(ClassLabel(names=list(TAGS))),

@@ -12,6 +12,7 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = ROOT.parent / "shared"
 PANX = SHARED / "data" / "panx"
+PANX_XTREME = SHARED / "data" / "panx-xtreme"
 SPM = SHARED / "models" / "xlm-roberta-tokenizer" / "sentencepiece.bpe.model"
 TOKENIZER_JSON = SHARED / "models" / "xlm-roberta-tokenizer" / "tokenizer.json"
 E5_BUILDER = SHARED / "models" / "multilingual-e5-small-q4" / "build_hf_checkpoint.py"
@@ -29,6 +30,11 @@ def require(path: Path) -> Path:
 @pytest.fixture(scope="session")
 def panx_dir() -> Path:
     return require(PANX)
+
+
+@pytest.fixture(scope="session")
+def panx_xtreme_dir() -> Path:
+    return require(PANX_XTREME)
 
 
 @pytest.fixture(scope="session")
