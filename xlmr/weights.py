@@ -18,6 +18,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 from .config import BERT_FAMILY, FORMAT, ConfigError, XLMRConfig
+from .hf_tokenizer import write_hf_tokenizer
 from .keymap import CheckpointError, hf_to_ours, ours_to_hf
 from .model import XLMRForTokenClassification
 
@@ -182,7 +183,8 @@ def _copy_tokenizer(tokenizer_file, folder: Path) -> None:
 
 
 def export_hf(model: XLMRForTokenClassification, folder, tokenizer_file=None) -> None:
-    """Write the Hugging Face layout, loadable by transformers.AutoModelForTokenClassification."""
+    """Write the Hugging Face layout: loadable by transformers.AutoModelForTokenClassification, and
+    with a tokenizer file also by AutoTokenizer and pipeline("ner")."""
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     c = model.config
@@ -198,6 +200,9 @@ def export_hf(model: XLMRForTokenClassification, folder, tokenizer_file=None) ->
     _atomic_write(folder / "config.json", lambda p: p.write_text(json.dumps(config, indent=2)))
     _atomic_write(folder / "model.safetensors", lambda p: save_file(state, p, metadata={"format": "pt"}))
     _copy_tokenizer(tokenizer_file, folder)
+    if tokenizer_file is not None:  # the fast tokenizer's files, so AutoTokenizer works on the folder as it is
+        write_hf_tokenizer(Path(tokenizer_file), folder, c.max_position_embeddings - c.position_offset,
+                           lambda path, text: _atomic_write(path, lambda p: p.write_text(text, encoding="utf-8")))
 
 
 def tokenizer_file_in(folder) -> Path | None:
