@@ -5,6 +5,7 @@
     python eval.py errors --model runs/de --langs de --data-dir ../shared/data/panx --token '▁('
     python eval.py experiments --model weights/e5-small --data-dir ../shared/data/panx [--quick]
     python eval.py sweep --model runs/en runs/de --data-dir ../shared/data/panx-xtreme   # zero-shot, 39 languages
+    python eval.py serve --model runs/de [--host 127.0.0.1] [--port 8000]                # the API and its page
 
 This file is the command line only: argument parsing and printing. The work is done by
 `evaluation` (prediction, scoring, error analysis), `xlmr.tagger` and `experiments`.
@@ -26,9 +27,9 @@ from training import RunError
 from xlmr.precision import AMP_CHOICES, amp_dtype_for
 from xlmr.weights import CheckpointError
 
-COMMANDS = ("test", "tag", "errors", "experiments", "sweep")
+COMMANDS = ("test", "tag", "errors", "experiments", "sweep", "serve")
 PANX_LANGS = ("de", "fr", "it", "en")
-ERRORS = (CheckpointError, PanxError, FileNotFoundError, RunError, ValueError)
+ERRORS = (CheckpointError, PanxError, FileNotFoundError, RunError, ValueError, RuntimeError)
 
 
 def load_for_cli(model_dir: str, tokenizer_file: str | None = None):
@@ -196,6 +197,25 @@ def cmd_sweep(args) -> int:
     return 0
 
 
+def cmd_serve(args) -> int:
+    from serving.server import build_service, serve
+
+    service = build_service(args.model, args.device, args.amp, args.max_batch, args.max_wait_ms,
+                            batching=not args.no_batching)
+    serve(service, args.host, args.port)
+    return 0
+
+
+def add_serve_command(sub, common) -> None:
+    v = sub.add_parser("serve", help="an HTTP tagging service and its page (needs the serve extra: uvicorn)")
+    common(v)
+    v.add_argument("--host", default="127.0.0.1", help="address to bind (default: this machine only)")
+    v.add_argument("--port", type=int, default=8000)
+    v.add_argument("--max-batch", type=int, default=32, help="texts tagged together at most")
+    v.add_argument("--max-wait-ms", type=float, default=5.0, help="how long a request waits for others to join it")
+    v.add_argument("--no-batching", action="store_true", help="tag every request alone")
+
+
 def add_sweep_command(sub, common) -> None:
     w = sub.add_parser("sweep", help="zero-shot F1 on the test set of every language in a folder (resumable)")
     common(w, with_model=False)
@@ -258,6 +278,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_experiments_command(sub, common)
     add_sweep_command(sub, common)
+    add_serve_command(sub, common)
     return p
 
 
@@ -267,7 +288,7 @@ def main(argv=None) -> int:
         argv = ["test", *argv]  # `python eval.py --model DIR --langs ...` is the test command
     args = build_parser().parse_args(argv)
     command = {"test": cmd_test, "tag": cmd_tag, "errors": cmd_errors, "experiments": cmd_experiments,
-               "sweep": cmd_sweep}[args.command]
+               "sweep": cmd_sweep, "serve": cmd_serve}[args.command]
     try:
         return command(args)
     except ERRORS as e:

@@ -10,7 +10,7 @@ import ast
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-LAYERS = {"xlmr": 0, "loaders": 1, "evaluation": 2, "training": 3, "experiments": 4, "train_loop": 5, "eval": 5,
+LAYERS = {"xlmr": 0, "loaders": 1, "evaluation": 2, "serving": 2, "training": 3, "experiments": 4, "train_loop": 5, "eval": 5,
           "benchmarks": 6}
 MAX_FILE_LINES, MAX_FUNCTION_LINES = 300, 60
 
