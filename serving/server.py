@@ -5,7 +5,7 @@ from pathlib import Path
 
 import torch
 
-from xlmr.precision import amp_dtype_for
+from xlmr.precision import choose
 from xlmr.tagger import Tagger
 from xlmr.tokenizer import XLMRTokenizer
 from xlmr.weights import load_model
@@ -18,12 +18,13 @@ def build_service(model_dir, device: str = "cpu", amp: str = "auto", max_batch: 
                   batching: bool = True, limits: Limits = Limits()) -> TagService:
     model_dir = Path(model_dir)
     device = torch.device(device)
-    amp_dtype = amp_dtype_for(amp, device)
+    amp_dtype, amp_reason = choose(amp, device)
     model = load_model(model_dir)
     tagger = Tagger(model, XLMRTokenizer(model_dir / "sentencepiece.bpe.model"), device, amp_dtype,
                     batch_size=max_batch)
     info = {"model": model_dir.name, "labels": [model.config.id2label[i] for i in range(len(model.config.id2label))],
             "device": str(device), "precision": str(amp_dtype or torch.float32).replace("torch.", ""),
+            "precision_reason": amp_reason,
             "max_window": tagger.max_length, "aggregations": ["first", "average", "max"],
             "batching": {"enabled": batching, "max_texts": max_batch, "max_wait_ms": max_wait_ms}}
     return TagService(Batcher(tagger, max_batch, max_wait_ms, batching), info, limits)

@@ -32,7 +32,7 @@ from loaders.align import IGNORE
 from loaders.collate import PaddingCollator
 from xlmr.config import TAGS
 from xlmr.embedding_grad import RowSparseGrad
-from xlmr.precision import amp_dtype_for, autocast_for
+from xlmr.precision import autocast_for, choose, cpu_capability
 from xlmr.tokenizer import XLMRTokenizer
 from xlmr.weights import load_model, save_model, tokenizer_file_in
 
@@ -59,6 +59,7 @@ class Run:
     val_set: object
     test_sets: dict
     amp_dtype: torch.dtype | None
+    amp_reason: str  # why --amp chose amp_dtype on this device
     scaler: torch.amp.GradScaler | None
     optimizer: torch.optim.Optimizer
     scheduler: object
@@ -105,7 +106,7 @@ def setup(cfg: TrainConfig) -> Run:
     model = load_model(folder, id2label=dict(enumerate(TAGS)))
     train_set, val_set, test_sets = load_data(cfg, XLMRTokenizer(tokenizer_file))
     model.to(device)
-    amp_dtype = amp_dtype_for(cfg.amp, device)
+    amp_dtype, amp_reason = choose(cfg.amp, device)
     optimizer = build_optimizer(model, cfg)
     # On one CPU process the dense word-embedding gradient costs more than the rest of the
     # optimizer step (see xlmr/embedding_grad.py). Under DDP the reducer expects dense gradients,
@@ -115,7 +116,7 @@ def setup(cfg: TrainConfig) -> Run:
     total_steps = len(epoch_batches(cfg, lengths, 0, world * cfg.grad_accum)) * cfg.epochs
     run = Run(cfg, rank, world, device, out, folder, tokenizer_file, model,
               torch.nn.parallel.DistributedDataParallel(model) if world > 1 else model,
-              train_set, val_set, test_sets, amp_dtype,
+              train_set, val_set, test_sets, amp_dtype, amp_reason,
               torch.amp.GradScaler(device.type) if amp_dtype == torch.float16 else None,
               optimizer, linear_schedule(optimizer, int(cfg.warmup_ratio * total_steps), total_steps),
               word_grad, lengths, total_steps, None, TrainState())
@@ -254,7 +255,9 @@ def finish(run: Run, tests: dict[str, dict]) -> dict:
     state = run.state
     results = {
         "config": asdict(run.cfg) | {"model_folder": str(run.folder), "world_size": run.world, "device": str(run.device),
-                                     "amp_dtype": str(run.amp_dtype), "train_sentences": len(run.train_set),
+                                     "amp_dtype": str(run.amp_dtype), "amp_reason": run.amp_reason,
+                                     "cpu": cpu_capability() if run.device.type == "cpu" else None,
+                                     "train_sentences": len(run.train_set),
                                      "validation_sentences": len(run.val_set), "total_steps": run.total_steps},
         "epochs": state.epochs,
         "best_epoch": state.best_epoch,
@@ -279,6 +282,7 @@ def train(cfg: TrainConfig) -> dict:
     if run.is_main:
         print(f"training on {len(run.train_set)} sentences ({' '.join(cfg.langs)}), validating on "
               f"{len(run.val_set)}; {run.total_steps} steps on {run.world} x {run.device}, amp {run.amp_dtype or 'off'}")
+        print(f"precision {run.amp_reason}")
     for epoch in range(run.state.epoch, cfg.epochs):
         train_epoch(run, epoch)
         validate_and_checkpoint(run, epoch)
