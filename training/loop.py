@@ -39,6 +39,7 @@ from xlmr.weights import load_model, save_model, tokenizer_file_in
 from .config import RunError, TrainConfig
 from .prepare import check_langs, check_output_dir, load_data, prepare_model_folder, setup_distributed
 from .recipe import build_optimizer, epoch_batches, linear_schedule
+from .row_adamw import RowAdamW, clip_grad_norm_rows
 from .state import MetricsLog, TrainState, load_state, resumable_state, save_state
 from .throughput import throughput
 
@@ -107,11 +108,12 @@ def setup(cfg: TrainConfig) -> Run:
     train_set, val_set, test_sets = load_data(cfg, XLMRTokenizer(tokenizer_file))
     model.to(device)
     amp_dtype, amp_reason = choose(cfg.amp, device)
-    optimizer = build_optimizer(model, cfg)
-    # On one CPU process the dense word-embedding gradient costs more than the rest of the
-    # optimizer step (see xlmr/embedding_grad.py). Under DDP the reducer expects dense gradients,
-    # and on a GPU the caching allocator makes the dense one cheap.
+    # On one CPU process the dense word-embedding gradient, its clipping and its AdamW update cost
+    # more than the rest of the step (see xlmr/embedding_grad.py, training/row_adamw.py): they
+    # follow the rows a batch touches. Under DDP the reducer expects dense gradients, and on a GPU
+    # the dense path is kept too (fused AdamW, dense clipping).
     word_grad = RowSparseGrad(model.encoder.embeddings.word) if device.type == "cpu" and world == 1 else None
+    optimizer = build_optimizer(model, cfg, word_grad)
     lengths = [len(x) for x in train_set["input_ids"]]
     total_steps = len(epoch_batches(cfg, lengths, 0, world * cfg.grad_accum)) * cfg.epochs
     run = Run(cfg, rank, world, device, out, folder, tokenizer_file, model,
@@ -171,7 +173,10 @@ def optimizer_step(run: Run) -> torch.Tensor:
         run.word_grad.densify()
     if run.scaler:
         run.scaler.unscale_(run.optimizer)
-    grad_norm = torch.nn.utils.clip_grad_norm_(run.model.parameters(), run.cfg.max_grad_norm)
+    if run.word_grad:  # the embedding's part of the norm from the touched rows alone
+        grad_norm = clip_grad_norm_rows(list(run.model.parameters()), run.word_grad, run.cfg.max_grad_norm)
+    else:
+        grad_norm = torch.nn.utils.clip_grad_norm_(run.model.parameters(), run.cfg.max_grad_norm)
     if run.scaler:
         run.scaler.step(run.optimizer)
         run.scaler.update()
@@ -217,6 +222,8 @@ def validate_and_checkpoint(run: Run, epoch: int) -> None:
     """Validation F1 after an epoch; the best epoch's weights are the run's checkpoint, and the
     resumable state moves to the start of the next epoch."""
     state, t0 = run.state, time.perf_counter()
+    if isinstance(run.optimizer, RowAdamW):
+        run.optimizer.materialize()  # untouched embedding rows take the weight decay they owe
     val = evaluate(run.model, run.val_set, run.model.config.id2label, run.cfg.eval_batch_size, run.device,
                    run.amp_dtype, progress=not run.cfg.no_progress, desc="validation")
     record = {"epoch": epoch + 1, "step": state.step, "val_loss": val["loss"], "val_f1": val["f1"],

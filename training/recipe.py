@@ -5,8 +5,10 @@ from __future__ import annotations
 import torch
 
 from loaders.batching import length_grouped_batches, random_batches
+from xlmr.embedding_grad import RowSparseGrad
 
 from .config import TrainConfig
+from .row_adamw import RowAdamW
 
 
 def epoch_batches(cfg: TrainConfig, lengths, epoch: int, shares: int) -> list[list[int]]:
@@ -19,14 +21,16 @@ def epoch_batches(cfg: TrainConfig, lengths, epoch: int, shares: int) -> list[li
     return [b for b in batches if len(b) >= shares]
 
 
-def build_optimizer(model, cfg: TrainConfig) -> torch.optim.AdamW:
-    # As the Trainer does: no weight decay on biases and LayerNorm weights.
+def build_optimizer(model, cfg: TrainConfig, row_grad: RowSparseGrad | None = None) -> torch.optim.Optimizer:
+    """AdamW with the Trainer's groups: no weight decay on biases and LayerNorm weights. With a
+    row-sparse embedding gradient, the embedding's share of the work follows the rows touched
+    (RowAdamW, same results); otherwise PyTorch's fused AdamW, one kernel over all parameters."""
     decay, no_decay = [], []
     for name, p in model.named_parameters():
         (no_decay if name.endswith(".bias") or "norm." in name else decay).append(p)
     groups = [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
-    # fused=True: one kernel over all parameters instead of a loop of small ops; AdamW over the
-    # 96M-parameter word embedding dominates a step otherwise.
+    if row_grad is not None:
+        return RowAdamW(groups, row_grad, lr=cfg.lr, betas=(0.9, 0.999), eps=1e-8)
     return torch.optim.AdamW(groups, lr=cfg.lr, betas=(0.9, 0.999), eps=1e-8, fused=True)
 
 

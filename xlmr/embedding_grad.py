@@ -19,7 +19,7 @@ import torch.nn as nn
 
 class RowSparseGrad:
     def __init__(self, embedding: nn.Embedding):
-        self.weight = embedding.weight
+        self.embedding, self.weight = embedding, embedding.weight
         embedding.sparse = True  # backward now yields a sparse (V, H) gradient: indices + (N, H) rows
         self.buffer = torch.zeros_like(self.weight)  # (V, H), zero outside the rows of the current step
         self.rows: torch.Tensor | None = None  # (N,) row ids written since the last clear
@@ -34,6 +34,12 @@ class RowSparseGrad:
         self.buffer.index_add_(0, rows, values.to(self.buffer.dtype))
         self.rows = rows if self.rows is None else torch.cat([self.rows, rows])
         self.weight.grad = self.buffer
+
+    def touched_rows(self) -> torch.Tensor:
+        """(N,) the distinct rows written since the last clear (none: an empty tensor)."""
+        if self.rows is None:
+            return torch.zeros(0, dtype=torch.long, device=self.weight.device)
+        return self.rows.unique()
 
     def clear(self) -> None:
         """After the optimizer step: zero the rows this step wrote (the rest is zero already) and
