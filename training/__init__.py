@@ -1,10 +1,11 @@
 """The fine-tuning loop, one job per module:
 
-    config.py   TrainConfig: every setting of a run, with the book's recipe as defaults
-    recipe.py   what a run trains with: batches per epoch, AdamW groups, the linear schedule
-    row_adamw.py  AdamW and clipping whose embedding work follows the rows a step touches (CPU)
-    state.py    TrainState and the resumable training state on disk (last/), metrics.jsonl
-    loop.py     set-up, one step, one epoch, validation and checkpointing, the final test
+    config.py      TrainConfig: every setting of a run, with the book's recipe as defaults
+    prepare.py     set-up before the first step: processes, folders, the model folder, the data
+    recipe.py      what a run trains with: batches per epoch, AdamW groups, the linear schedule
+    row_adamw.py   AdamW and clipping whose embedding work follows the rows a step touches (CPU)
+    state.py       TrainState and the resumable training state on disk (last/), metrics.jsonl
+    loop.py        one step, one epoch, validation and checkpointing, the final test
     throughput.py  samples, tokens and model FLOPs per second of the training steps
 
 Layering: uses `xlmr`, `loaders` and `evaluation` (prediction and scoring only); the
