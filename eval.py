@@ -212,7 +212,8 @@ def add_serve_command(sub, common) -> None:
     v.add_argument("--host", default="127.0.0.1", help="address to bind (default: this machine only)")
     v.add_argument("--port", type=int, default=8000)
     v.add_argument("--max-batch", type=int, default=32, help="texts tagged together at most")
-    v.add_argument("--max-wait-ms", type=float, default=5.0, help="how long a request waits for others to join it")
+    v.add_argument("--max-wait-ms", type=float, default=0.0,
+                   help="how long a batch waits for more requests once the model is free (0: it starts at once)")
     v.add_argument("--no-batching", action="store_true", help="tag every request alone")
 
 

@@ -108,7 +108,7 @@ def main() -> int:
     p.add_argument("--max-seconds", type=float, default=60, help="time per level, at most")
     p.add_argument("--amp", default="auto")
     p.add_argument("--max-batch", type=int, default=32)
-    p.add_argument("--max-wait-ms", type=float, default=5.0)
+    p.add_argument("--max-wait-ms", type=float, default=0.0)
     p.add_argument("--output", default="runs/serve_load", help="path stem for .md and .json")
     args = p.parse_args()
     report = {"model": args.model}

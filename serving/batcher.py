@@ -1,10 +1,12 @@
-"""Dynamic batching: requests that arrive while the model is busy, or within `max_wait_ms` of
-each other, go through the model together, up to `max_texts` texts per forward batch.
+"""Dynamic batching: requests that arrive while the model is busy go through it together, up to
+`max_texts` texts per forward batch.
 
 One worker thread runs the model, so the event loop keeps accepting requests while a batch is
 tagged, and the next batch holds everything that arrived meanwhile: throughput grows with the
-number of concurrent clients instead of staying at one forward per request. With batching off,
-every request is tagged alone, in arrival order.
+number of concurrent clients instead of staying at one forward per request, and a lone request
+starts at once (no added latency). `max_wait_ms` > 0 also holds a batch back that long for more
+requests once the model is free: more throughput at middling load, more latency at low load.
+With batching off, every request is tagged alone, in arrival order.
 """
 from __future__ import annotations
 
@@ -23,7 +25,7 @@ class Request:
 
 
 class Batcher:
-    def __init__(self, tagger, max_texts: int = 32, max_wait_ms: float = 5.0, enabled: bool = True):
+    def __init__(self, tagger, max_texts: int = 32, max_wait_ms: float = 0.0, enabled: bool = True):
         self.tagger, self.max_texts, self.max_wait = tagger, max_texts, max_wait_ms / 1000
         self.enabled = enabled
         self.queue: asyncio.Queue[Request] | None = None

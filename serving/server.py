@@ -14,7 +14,7 @@ from .api import Limits, TagService
 from .batcher import Batcher
 
 
-def build_service(model_dir, device: str = "cpu", amp: str = "auto", max_batch: int = 32, max_wait_ms: float = 5.0,
+def build_service(model_dir, device: str = "cpu", amp: str = "auto", max_batch: int = 32, max_wait_ms: float = 0.0,
                   batching: bool = True, limits: Limits = Limits()) -> TagService:
     model_dir = Path(model_dir)
     device = torch.device(device)

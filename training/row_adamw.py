@@ -11,8 +11,9 @@ rows. A dense AdamW step and a dense gradient norm walk every row. What each row
   when the weights are materialised (before evaluation and checkpoints);
 - a row touched at some step has moments from then on and takes the full update every step,
   even with a zero gradient (its moments decay and still move it). Those "active" rows are
-  updated together, by index: the work is proportional to the rows seen so far, which on PAN-X
-  stay a fraction of the vocabulary;
+  gathered, updated by PyTorch's fused AdamW kernel with their moments kept compact (slot k is
+  the k-th row to become active), and scattered back: the work is proportional to the rows seen
+  so far, which on PAN-X stay a few percent of the vocabulary;
 - clipping: the rest of the gradient is zero, so the embedding's part of the norm comes from the
   touched rows alone, and only they need scaling.
 
@@ -21,8 +22,6 @@ The other parameters go through PyTorch's fused AdamW. Used on one CPU process, 
 fused AdamW (correct everywhere, and the reducer expects dense gradients).
 """
 from __future__ import annotations
-
-import math
 
 import torch
 
@@ -41,7 +40,10 @@ class RowAdamW(torch.optim.Optimizer):
               "params": [p for p in self.param_groups[k]["params"] if p is not self.row_param]}
              for k in self.dense_index], lr=lr, betas=betas, eps=eps, fused=True)
         w = self.row_param
+        # Moments of the active rows only, compact: slot k holds row order[k], in the order rows
+        # became active, so an update reads and writes them in place without gathering.
         self.row_state = {"step": 0, "exp_avg": torch.zeros_like(w), "exp_avg_sq": torch.zeros_like(w),
+                          "order": torch.zeros(0, dtype=torch.long, device=w.device),
                           "active": torch.zeros(w.shape[0], dtype=torch.bool, device=w.device),
                           "pending_decay": 1.0}
         row_grad.embedding.register_forward_pre_hook(self._catch_up)
@@ -60,6 +62,7 @@ class RowAdamW(torch.optim.Optimizer):
             if st["pending_decay"] != 1.0:
                 w.index_copy_(0, new, w.index_select(0, new) * st["pending_decay"])
             st["active"][new] = True
+            st["order"] = torch.cat([st["order"], new])
 
     @torch.no_grad()
     def step(self, closure=None):
@@ -76,18 +79,14 @@ class RowAdamW(torch.optim.Optimizer):
         st["step"] += 1
         t = st["step"]
         self._activate(self.row_grad.touched_rows())  # already done by the forward hook, unless it was bypassed
-        rows = st["active"].nonzero().squeeze(1)  # (A,) every row with moments
-        g = w.grad.index_select(0, rows) if w.grad is not None else torch.zeros_like(w.index_select(0, rows))
-        p, m, v = (x.index_select(0, rows) for x in (w, st["exp_avg"], st["exp_avg_sq"]))  # (A, H) each
-        # torch.optim.AdamW's single-tensor update, on the active rows only.
-        p.mul_(1 - lr * wd)
-        m.lerp_(g, 1 - beta1)
-        v.mul_(beta2).addcmul_(g, g, value=1 - beta2)
-        denom = (v.sqrt() / math.sqrt(1 - beta2**t)).add_(eps)
-        p.addcdiv_(m, denom, value=-lr / (1 - beta1**t))
+        rows, a = st["order"], len(st["order"])  # (A,) every row with moments, in slot order
+        p = w.index_select(0, rows)  # (A, H)
+        g = w.grad.index_select(0, rows) if w.grad is not None else torch.zeros_like(p)
+        # PyTorch's fused AdamW kernel on the active rows; the compact moments update in place.
+        torch._fused_adamw_([p], [g], [st["exp_avg"][:a]], [st["exp_avg_sq"][:a]], [],
+                            [torch.tensor(float(t))], lr=lr, beta1=beta1, beta2=beta2, weight_decay=wd,
+                            eps=eps, amsgrad=False, maximize=False)
         w.index_copy_(0, rows, p)
-        st["exp_avg"].index_copy_(0, rows, m)
-        st["exp_avg_sq"].index_copy_(0, rows, v)
         st["pending_decay"] *= 1 - lr * wd  # what every untouched row now owes
 
     @torch.no_grad()
@@ -98,6 +97,16 @@ class RowAdamW(torch.optim.Optimizer):
             idle = (~st["active"]).nonzero().squeeze(1)
             self.row_param.index_copy_(0, idle, self.row_param.index_select(0, idle) * st["pending_decay"])
             st["pending_decay"] = 1.0
+
+    def row_moments(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """exp_avg and exp_avg_sq of the embedding as (V, H) tensors, as torch.optim.AdamW holds them."""
+        st, a = self.row_state, len(self.row_state["order"])
+        out = []
+        for key in ("exp_avg", "exp_avg_sq"):
+            full = torch.zeros_like(self.row_param)
+            full.index_copy_(0, st["order"], st[key][:a])
+            out.append(full)
+        return out[0], out[1]
 
     def state_dict(self) -> dict:
         return super().state_dict() | {"dense": self.dense.state_dict(), "rows": dict(self.row_state)}
