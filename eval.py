@@ -13,7 +13,6 @@ This file is the command line only: argument parsing and printing. The work is d
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
 from dataclasses import asdict
@@ -159,14 +158,9 @@ def add_experiments_command(sub, common) -> None:
                    help="delete each run's model.safetensors once tested (~0.45 GB each for e5-small), except de's")
 
 
-def trained_langs(model_dir: Path) -> list[str]:
-    """The training languages a run recorded in its results.json; none when it is not a run folder."""
-    results = model_dir / "results.json"
-    return json.loads(results.read_text())["config"]["langs"] if results.is_file() else []
-
-
 def cmd_sweep(args) -> int:
-    from evaluation.sweep import find_test_sets, mean_line, side_by_side, summarise, sweep, write_sweep_reports
+    from evaluation.sweep import (find_test_sets, mean_line, side_by_side, summarise, sweep, trained_langs,
+                                  write_sweep_reports)
 
     test_sets = find_test_sets(Path(args.data_dir), args.langs)
     summaries = {}

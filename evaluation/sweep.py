@@ -41,6 +41,12 @@ def find_test_sets(folder: Path, langs=None) -> dict[str, Path]:
     return found
 
 
+def trained_langs(model_dir: Path) -> list[str]:
+    """The training languages a run recorded in its results.json; none when it is not a run folder."""
+    results = Path(model_dir) / "results.json"
+    return json.loads(results.read_text())["config"]["langs"] if results.is_file() else []
+
+
 def encode_test_set(path: Path, lang: str, tokenizer, max_length: int = 512) -> dict[str, list]:
     """A test file's words and gold tags, encoded as `python eval.py` encodes them."""
     from datasets import Dataset, DatasetDict
