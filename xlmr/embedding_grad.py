@@ -23,6 +23,7 @@ class RowSparseGrad:
         embedding.sparse = True  # backward now yields a sparse (V, H) gradient: indices + (N, H) rows
         self.buffer = torch.zeros_like(self.weight)  # (V, H), zero outside the rows of the current step
         self.rows: torch.Tensor | None = None  # (N,) row ids written since the last clear
+        self._distinct: torch.Tensor | None = None  # rows.unique(), computed once per step
 
     def densify(self) -> None:
         """After backward: move the sparse gradient into the buffer and hand the buffer to the
@@ -33,18 +34,21 @@ class RowSparseGrad:
         rows, values = grad._indices()[0], grad._values()  # (N,), (N, H); repeated rows are summed
         self.buffer.index_add_(0, rows, values.to(self.buffer.dtype))
         self.rows = rows if self.rows is None else torch.cat([self.rows, rows])
+        self._distinct = None
         self.weight.grad = self.buffer
 
     def touched_rows(self) -> torch.Tensor:
         """(N,) the distinct rows written since the last clear (none: an empty tensor)."""
         if self.rows is None:
             return torch.zeros(0, dtype=torch.long, device=self.weight.device)
-        return self.rows.unique()
+        if self._distinct is None:  # clipping and the optimizer both ask
+            self._distinct = self.rows.unique()
+        return self._distinct
 
     def clear(self) -> None:
         """After the optimizer step: zero the rows this step wrote (the rest is zero already) and
         leave `.grad` empty so the next backward starts a new sparse gradient."""
         if self.rows is not None:
             self.buffer.index_fill_(0, self.rows, 0.0)
-            self.rows = None
+            self.rows, self._distinct = None, None
         self.weight.grad = None
