@@ -30,6 +30,8 @@ from evaluation.reports import write_json_atomic
 from evaluation.scoring import f1_table
 from loaders.align import IGNORE
 from loaders.collate import PaddingCollator
+from xlmr.compile import bucket_multiple, compile_layers
+from xlmr.compile import choose as choose_compile
 from xlmr.config import TAGS
 from xlmr.embedding_grad import RowSparseGrad
 from xlmr.precision import autocast_for, choose, cpu_capability
@@ -38,8 +40,8 @@ from xlmr.weights import load_model, save_model, tokenizer_file_in
 
 from .config import RunError, TrainConfig
 from .prepare import check_langs, check_output_dir, load_data, prepare_model_folder, setup_distributed
-from .recipe import build_optimizer, epoch_batches, linear_schedule
-from .row_adamw import RowAdamW, clip_grad_norm_rows
+from .recipe import apply_gradients, build_optimizer, epoch_batches, linear_schedule, row_sparse_embedding
+from .row_adamw import RowAdamW
 from .state import MetricsLog, TrainState, load_state, resumable_state, save_state
 from .throughput import throughput
 
@@ -61,6 +63,7 @@ class Run:
     test_sets: dict
     amp_dtype: torch.dtype | None
     amp_reason: str  # why --amp chose amp_dtype on this device
+    compile_reason: str  # why --compile did or did not compile
     scaler: torch.amp.GradScaler | None
     optimizer: torch.optim.Optimizer
     scheduler: object
@@ -108,17 +111,16 @@ def setup(cfg: TrainConfig) -> Run:
     train_set, val_set, test_sets = load_data(cfg, XLMRTokenizer(tokenizer_file))
     model.to(device)
     amp_dtype, amp_reason = choose(cfg.amp, device)
-    # On one CPU process the dense word-embedding gradient, its clipping and its AdamW update cost
-    # more than the rest of the step (see xlmr/embedding_grad.py, training/row_adamw.py): they
-    # follow the rows a batch touches. Under DDP the reducer expects dense gradients, and on a GPU
-    # the dense path is kept too (fused AdamW, dense clipping).
-    word_grad = RowSparseGrad(model.encoder.embeddings.word) if device.type == "cpu" and world == 1 else None
+    compiled, compile_reason = choose_compile(cfg.compile, device)
+    if compiled:
+        compile_layers(model)
+    word_grad = row_sparse_embedding(model, world)
     optimizer = build_optimizer(model, cfg, word_grad)
     lengths = [len(x) for x in train_set["input_ids"]]
     total_steps = len(epoch_batches(cfg, lengths, 0, world * cfg.grad_accum)) * cfg.epochs
     run = Run(cfg, rank, world, device, out, folder, tokenizer_file, model,
               torch.nn.parallel.DistributedDataParallel(model) if world > 1 else model,
-              train_set, val_set, test_sets, amp_dtype, amp_reason,
+              train_set, val_set, test_sets, amp_dtype, amp_reason, compile_reason,
               torch.amp.GradScaler(device.type) if amp_dtype == torch.float16 else None,
               optimizer, linear_schedule(optimizer, int(cfg.warmup_ratio * total_steps), total_steps),
               word_grad, lengths, total_steps, None, TrainState())
@@ -169,23 +171,8 @@ def train_step(run: Run, global_batch: list[int], columns, collate) -> tuple[flo
 
 def optimizer_step(run: Run) -> torch.Tensor:
     """Clip, step AdamW and the schedule, clear the gradients; returns the gradient norm."""
-    if run.word_grad:
-        run.word_grad.densify()
-    if run.scaler:
-        run.scaler.unscale_(run.optimizer)
-    if run.word_grad:  # the embedding's part of the norm from the touched rows alone
-        grad_norm = clip_grad_norm_rows(list(run.model.parameters()), run.word_grad, run.cfg.max_grad_norm)
-    else:
-        grad_norm = torch.nn.utils.clip_grad_norm_(run.model.parameters(), run.cfg.max_grad_norm)
-    if run.scaler:
-        run.scaler.step(run.optimizer)
-        run.scaler.update()
-    else:
-        run.optimizer.step()
+    grad_norm = apply_gradients(run.model, run.optimizer, run.word_grad, run.scaler, run.cfg.max_grad_norm)
     run.scheduler.step()
-    run.optimizer.zero_grad(set_to_none=True)
-    if run.word_grad:
-        run.word_grad.clear()
     return grad_norm
 
 
@@ -193,7 +180,7 @@ def train_epoch(run: Run, epoch: int) -> None:
     cfg, state = run.cfg, run.state
     batches = epoch_batches(cfg, run.lengths, epoch, run.shares)
     columns = (list(run.train_set["input_ids"]), list(run.train_set["labels"]))  # read once: Arrow rows are slow
-    collate = PaddingCollator()
+    collate = PaddingCollator(pad_to_multiple_of=bucket_multiple(run.model))  # compiled: a few lengths only
     run.model.train()
     bar = tqdm(total=len(batches), initial=state.batch, desc=f"epoch {epoch + 1}/{cfg.epochs}",
                disable=not run.is_main or cfg.no_progress, dynamic_ncols=True)
@@ -246,7 +233,8 @@ def test_best(run: Run) -> dict[str, dict]:
     """The best epoch's checkpoint on the test set of every evaluation language."""
     if run.world > 1:
         dist.barrier()  # rank 0 has written the best weights
-    best = load_model(run.out).to(run.device)
+    best = run.model  # its compiled layers, if any, are reused
+    best.load_state_dict(load_model(run.out).state_dict())
     tests = {}
     for lang, ds in run.test_sets.items():
         r = evaluate(best, ds, best.config.id2label, run.cfg.eval_batch_size, run.device, run.amp_dtype,
@@ -263,6 +251,7 @@ def finish(run: Run, tests: dict[str, dict]) -> dict:
     results = {
         "config": asdict(run.cfg) | {"model_folder": str(run.folder), "world_size": run.world, "device": str(run.device),
                                      "amp_dtype": str(run.amp_dtype), "amp_reason": run.amp_reason,
+                                     "compile_reason": run.compile_reason,
                                      "cpu": cpu_capability() if run.device.type == "cpu" else None,
                                      "train_sentences": len(run.train_set),
                                      "validation_sentences": len(run.val_set), "total_steps": run.total_steps},
@@ -289,7 +278,7 @@ def train(cfg: TrainConfig) -> dict:
     if run.is_main:
         print(f"training on {len(run.train_set)} sentences ({' '.join(cfg.langs)}), validating on "
               f"{len(run.val_set)}; {run.total_steps} steps on {run.world} x {run.device}, amp {run.amp_dtype or 'off'}")
-        print(f"precision {run.amp_reason}")
+        print(f"precision {run.amp_reason}; {run.compile_reason}")
     for epoch in range(run.state.epoch, cfg.epochs):
         train_epoch(run, epoch)
         validate_and_checkpoint(run, epoch)

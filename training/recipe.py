@@ -1,5 +1,7 @@
-"""What a run trains with, by the book's recipe: batches per epoch, AdamW's parameter groups,
-and the linear learning-rate schedule."""
+"""What a run trains with, by the book's recipe: batches per epoch, AdamW's parameter groups, the
+linear learning-rate schedule, and one optimizer step (clip, AdamW, clear). The training loop and
+`benchmarks/throughput.py` both step through `apply_gradients`, so the benchmark times the
+loop's own update."""
 from __future__ import annotations
 
 import torch
@@ -8,7 +10,7 @@ from loaders.batching import length_grouped_batches, random_batches
 from xlmr.embedding_grad import RowSparseGrad
 
 from .config import TrainConfig
-from .row_adamw import RowAdamW
+from .row_adamw import RowAdamW, clip_grad_norm_rows
 
 
 def epoch_batches(cfg: TrainConfig, lengths, epoch: int, shares: int) -> list[list[int]]:
@@ -19,6 +21,14 @@ def epoch_batches(cfg: TrainConfig, lengths, epoch: int, shares: int) -> list[li
     else:
         batches = length_grouped_batches(lengths, cfg.batch_size, cfg.seed, epoch)
     return [b for b in batches if len(b) >= shares]
+
+
+def row_sparse_embedding(model, world: int) -> RowSparseGrad | None:
+    """The word embedding's gradient kept per touched row, on one process (CPU or GPU). The dense
+    gradient, its norm and its AdamW update walk all 250k rows while a batch touches a few
+    hundred (see xlmr/embedding_grad.py, training/row_adamw.py). Under DDP the reducer expects
+    dense gradients, so several processes keep the dense path (fused AdamW, dense clipping)."""
+    return RowSparseGrad(model.encoder.embeddings.word) if world == 1 else None
 
 
 def build_optimizer(model, cfg: TrainConfig, row_grad: RowSparseGrad | None = None) -> torch.optim.Optimizer:
@@ -40,3 +50,26 @@ def linear_schedule(optimizer, warmup_steps: int, total_steps: int):
             return step / max(1, warmup_steps)
         return max(0.0, (total_steps - step) / max(1, total_steps - warmup_steps))
     return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
+
+
+def apply_gradients(model, optimizer, row_grad: RowSparseGrad | None, scaler, max_norm: float) -> torch.Tensor:
+    """After backward: clip the gradient norm, step the optimizer, clear the gradients; returns
+    the norm before clipping. With a row gradient, the embedding's share of the norm and the
+    update follow the touched rows alone."""
+    if row_grad:
+        row_grad.densify()
+    if scaler:
+        scaler.unscale_(optimizer)
+    if row_grad:
+        grad_norm = clip_grad_norm_rows(list(model.parameters()), row_grad, max_norm)
+    else:
+        grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), max_norm)
+    if scaler:
+        scaler.step(optimizer)
+        scaler.update()
+    else:
+        optimizer.step()
+    optimizer.zero_grad(set_to_none=True)
+    if row_grad:
+        row_grad.clear()
+    return grad_norm

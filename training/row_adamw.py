@@ -17,9 +17,9 @@ rows. A dense AdamW step and a dense gradient norm walk every row. What each row
 - clipping: the rest of the gradient is zero, so the embedding's part of the norm comes from the
   touched rows alone, and only they need scaling.
 
-The other parameters go through PyTorch's fused AdamW. Used on one CPU process, beside
-`xlmr.embedding_grad.RowSparseGrad`; under DDP and on GPUs the training loop keeps the dense
-fused AdamW (correct everywhere, and the reducer expects dense gradients).
+The other parameters go through PyTorch's fused AdamW. Used on one process, CPU or GPU, beside
+`xlmr.embedding_grad.RowSparseGrad`; under DDP the training loop keeps the dense fused AdamW
+(correct everywhere, and the reducer expects dense gradients).
 """
 from __future__ import annotations
 
@@ -46,7 +46,12 @@ class RowAdamW(torch.optim.Optimizer):
                           "order": torch.zeros(0, dtype=torch.long, device=w.device),
                           "active": torch.zeros(w.shape[0], dtype=torch.bool, device=w.device),
                           "pending_decay": 1.0}
-        row_grad.embedding.register_forward_pre_hook(self._catch_up)
+        self.hook = row_grad.embedding.register_forward_pre_hook(self._catch_up)
+
+    def close(self) -> None:
+        """Detach from the model (its embedding's forward hook), when the model outlives the
+        optimizer: a benchmark builds a fresh one per measurement."""
+        self.hook.remove()
 
     @torch.no_grad()
     def _catch_up(self, module, args) -> None:
@@ -84,7 +89,7 @@ class RowAdamW(torch.optim.Optimizer):
         g = w.grad.index_select(0, rows) if w.grad is not None else torch.zeros_like(p)
         # PyTorch's fused AdamW kernel on the active rows; the compact moments update in place.
         torch._fused_adamw_([p], [g], [st["exp_avg"][:a]], [st["exp_avg_sq"][:a]], [],
-                            [torch.tensor(float(t))], lr=lr, beta1=beta1, beta2=beta2, weight_decay=wd,
+                            [torch.tensor(float(t), device=w.device)], lr=lr, beta1=beta1, beta2=beta2, weight_decay=wd,
                             eps=eps, amsgrad=False, maximize=False)
         w.index_copy_(0, rows, p)
         st["pending_decay"] *= 1 - lr * wd  # what every untouched row now owes
