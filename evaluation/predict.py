@@ -13,6 +13,7 @@ from tqdm.auto import tqdm
 from loaders.align import IGNORE
 from loaders.batching import sorted_batches
 from loaders.collate import PaddingCollator
+from xlmr.compile import bucket_multiple
 from xlmr.precision import autocast_for
 
 from .scoring import entity_scores, to_seqeval
@@ -31,22 +32,30 @@ def predict(model, dataset, batch_size: int = 64, device="cpu", amp_dtype=None, 
     ids = [all_ids[i] for i in indices]
     labels = [all_labels[i] for i in indices]
     batches = sorted_batches([len(x) for x in ids], batch_size)
-    collate = PaddingCollator()
+    collate = PaddingCollator(pad_to_multiple_of=bucket_multiple(model))  # compiled: a few lengths only
     out = [None] * len(indices)
-    for positions in tqdm(batches, desc=desc, disable=not progress, leave=False):
-        batch = collate([{"input_ids": ids[p], "labels": labels[p]} for p in positions])
-        batch = {k: v.to(device) for k, v in batch.items()}
-        with autocast_for(device, amp_dtype):
-            logits, _ = model(batch["input_ids"], batch["attention_mask"])
+    # One autocast region over all batches: it casts each fp32 weight once and reuses the cast.
+    with autocast_for(device, amp_dtype):
+        for positions in tqdm(batches, desc=desc, disable=not progress, leave=False):
+            _predict_batch(model, [ids[p] for p in positions], [labels[p] for p in positions], collate, device,
+                           out, positions)
+    return out
+
+
+def _predict_batch(model, ids, labels, collate, device, out, positions) -> None:
+    """One batch of sentences (token ids, labels); results into out[positions]."""
+    batch = collate([{"input_ids": i, "labels": l} for i, l in zip(ids, labels)])
+    batch = {k: v.to(device) for k, v in batch.items()}
+    logits, _ = model(batch["input_ids"], batch["attention_mask"])
+    with torch.autocast(device.type, enabled=False):  # the loss and argmax in fp32
         logits = logits.float()  # (B, T, C)
         token_loss = F.cross_entropy(logits.transpose(1, 2), batch["labels"], ignore_index=IGNORE,
                                      reduction="none")  # (B, T)
         preds, token_loss, gold = (logits.argmax(-1).cpu().numpy(), token_loss.cpu().numpy(),
                                    batch["labels"].cpu().numpy())
-        for row, p in enumerate(positions):
-            n = len(ids[p])
-            out[p] = {"pred": preds[row, :n], "loss": token_loss[row, :n], "labels": gold[row, :n]}
-    return out
+    for row, p in enumerate(positions):
+        n = len(ids[row])
+        out[p] = {"pred": preds[row, :n], "loss": token_loss[row, :n], "labels": gold[row, :n]}
 
 
 def _gather(obj):

@@ -5,7 +5,7 @@ from pathlib import Path
 
 import torch
 
-from xlmr.precision import choose
+from xlmr.precision import cast_linears_for_inference, choose
 from xlmr.tagger import Tagger
 from xlmr.tokenizer import XLMRTokenizer
 from xlmr.weights import load_model
@@ -19,7 +19,7 @@ def build_service(model_dir, device: str = "cpu", amp: str = "auto", max_batch: 
     model_dir = Path(model_dir)
     device = torch.device(device)
     amp_dtype, amp_reason = choose(amp, device)
-    model = load_model(model_dir)
+    model = cast_linears_for_inference(load_model(model_dir).to(device), amp_dtype)
     tagger = Tagger(model, XLMRTokenizer(model_dir / "sentencepiece.bpe.model"), device, amp_dtype,
                     batch_size=max_batch)
     info = {"model": model_dir.name, "labels": [model.config.id2label[i] for i in range(len(model.config.id2label))],

@@ -57,3 +57,26 @@ def test_explicit_choices():
     assert precision.amp_dtype_for("fp16", cpu) == torch.float16
     with pytest.raises(ValueError, match="unknown --amp"):
         precision.choose("fp8", cpu)
+
+
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
+def test_linears_cast_for_inference_give_the_same_logits(dtype):
+    """Autocast with fp32 weights against weights cast once: bit-identical logits, and the
+    LayerNorms and embeddings left in fp32."""
+    from tests.tiny import ragged_batch
+    from xlmr.config import XLMRConfig
+    from xlmr.model import XLMRForTokenClassification
+
+    torch.manual_seed(0)
+    config = XLMRConfig(vocab_size=200, hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
+                        intermediate_size=64)
+    fp32 = XLMRForTokenClassification(config).eval()
+    cast = precision.cast_linears_for_inference(XLMRForTokenClassification(config).eval(), dtype)
+    cast.load_state_dict(fp32.state_dict())  # copies the values in, keeping each parameter's dtype
+    assert cast.classifier.weight.dtype == dtype and cast.encoder.layers[0].attn.qkv.bias.dtype == dtype
+    assert cast.encoder.layers[0].attn_norm.weight.dtype == torch.float32
+    assert cast.encoder.embeddings.word.weight.dtype == torch.float32
+    ids, mask, _ = ragged_batch(200, 1)
+    with torch.no_grad(), torch.autocast("cpu", dtype=dtype):
+        want, got = fp32(ids, mask)[0], cast(ids, mask)[0]
+    assert torch.equal(got, want)

@@ -12,6 +12,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from .config import XLMRConfig
+from .precision import SHORT_ATTENTION, cpu_bf16_attention_by_matmul
 
 ACTIVATIONS = {
     "gelu": F.gelu,  # exact (erf) GELU, as BERT and XLM-R were trained
@@ -29,6 +30,14 @@ def position_ids_for(input_ids: torch.Tensor, config: XLMRConfig) -> torch.Tenso
         return torch.arange(T, device=input_ids.device).expand_as(input_ids)
     not_pad = input_ids.ne(config.pad_token_id).int()  # (B, T)
     return torch.cumsum(not_pad, dim=1) * not_pad + config.pad_token_id
+
+
+def no_padding(attention_mask: torch.Tensor) -> bool:
+    """True when every position is a real token: attention then needs no mask, and
+    scaled_dot_product_attention without one takes its fastest kernel (transformers drops an
+    all-ones mask for the same reason). Reading the answer waits for the device; under
+    torch.compile the mask is always kept, so the graph has no data-dependent branch."""
+    return not torch.compiler.is_compiling() and bool(attention_mask.all())
 
 
 class Embeddings(nn.Module):
@@ -60,7 +69,9 @@ class SelfAttention(nn.Module):
     """Multi-head self-attention with one fused QKV projection.
 
     `manual=True` spells the attention out (softmax(QK^T / sqrt(hs)) V) for study; the default
-    calls PyTorch's fused scaled_dot_product_attention, which computes the same thing.
+    calls PyTorch's fused scaled_dot_product_attention, which computes the same thing, except on
+    CPUs where bf16 attention over short sequences measures faster spelled out (see
+    xlmr.precision.cpu_bf16_attention_by_matmul).
     """
 
     def __init__(self, config: XLMRConfig, manual: bool = False):
@@ -71,15 +82,18 @@ class SelfAttention(nn.Module):
         self.attn_dropout = config.attention_probs_dropout_prob
         self.manual = manual
 
-    def forward(self, x: torch.Tensor, key_mask: torch.Tensor) -> torch.Tensor:
-        # x: (B, T, H); key_mask: (B, 1, 1, T) bool, True where a key may be attended to
+    def forward(self, x: torch.Tensor, key_mask: torch.Tensor | None) -> torch.Tensor:
+        # x: (B, T, H); key_mask: (B, 1, 1, T) bool, True where a key may be attended to, or None
+        # when every key may be
         B, T, H = x.shape
         q, k, v = self.qkv(x).split(H, dim=2)  # 3 x (B, T, H)
         q, k, v = (t.view(B, T, self.nh, self.hs).transpose(1, 2) for t in (q, k, v))  # (B, nh, T, hs)
         p = self.attn_dropout if self.training else 0.0
-        if self.manual:
+        if self.manual or (q.dtype == torch.bfloat16 and q.device.type == "cpu" and T <= SHORT_ATTENTION
+                           and cpu_bf16_attention_by_matmul()):
             scores = (q @ k.transpose(-2, -1)) / math.sqrt(self.hs)  # (B, nh, T, T)
-            scores = scores.masked_fill(~key_mask, torch.finfo(scores.dtype).min)
+            if key_mask is not None:
+                scores = scores.masked_fill(~key_mask, torch.finfo(scores.dtype).min)
             weights = F.dropout(scores.softmax(dim=-1), p=p, training=self.training)
             y = weights @ v  # (B, nh, T, hs)
         else:
@@ -112,7 +126,7 @@ class EncoderLayer(nn.Module):
         self.mlp_norm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
         self.dropout = nn.Dropout(config.hidden_dropout_prob)
 
-    def forward(self, x: torch.Tensor, key_mask: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, key_mask: torch.Tensor | None) -> torch.Tensor:
         x = self.attn_norm(x + self.dropout(self.attn(x, key_mask)))
         return self.mlp_norm(x + self.dropout(self.mlp(x)))
 
@@ -134,7 +148,7 @@ class XLMRModel(nn.Module):
         # input_ids, attention_mask: (B, T) -> last hidden states (B, T, H)
         if attention_mask is None:
             attention_mask = input_ids.ne(self.config.pad_token_id)
-        key_mask = attention_mask.bool()[:, None, None, :]  # (B, 1, 1, T), broadcast over heads and queries
+        key_mask = None if no_padding(attention_mask) else attention_mask.bool()[:, None, None, :]  # (B, 1, 1, T)
         x = self.embeddings(input_ids, token_type_ids)
         for layer in self.layers:
             x = layer(x, key_mask)
