@@ -23,7 +23,8 @@ import torch
 from evaluation.reports import format_rows, write_json_atomic
 from loaders.panx import PanxError, check_lang
 from training import RunError
-from xlmr.precision import AMP_CHOICES, amp_dtype_for
+from xlmr.compile import COMPILE_CHOICES, choose as choose_compile, compile_layers
+from xlmr.precision import AMP_CHOICES, amp_dtype_for, cast_linears_for_inference
 from xlmr.weights import CheckpointError
 
 COMMANDS = ("test", "tag", "errors", "experiments", "sweep", "serve")
@@ -31,13 +32,19 @@ PANX_LANGS = ("de", "fr", "it", "en")
 ERRORS = (CheckpointError, PanxError, FileNotFoundError, RunError, ValueError, RuntimeError)
 
 
-def load_for_cli(model_dir: str, tokenizer_file: str | None = None):
-    """The checkpoint and its tokenizer."""
+def load_for_cli(args, model_dir: str | None = None, tokenizer_file: str | None = None):
+    """(the checkpoint on --device, ready for inference at --amp's precision, its tokenizer, the
+    device, the autocast dtype); its layers compiled where --compile chooses to."""
     from xlmr.tokenizer import XLMRTokenizer
     from xlmr.weights import load_model
 
-    model = load_model(model_dir)
-    return model, XLMRTokenizer(Path(model_dir) / "sentencepiece.bpe.model" if tokenizer_file is None else tokenizer_file)
+    model_dir, device = model_dir or args.model, torch.device(args.device)
+    amp = amp_dtype_for(args.amp, device)
+    model = cast_linears_for_inference(load_model(model_dir).to(device), amp)
+    if choose_compile(getattr(args, "compile", "off"), device)[0]:
+        compile_layers(model)
+    tokenizer = XLMRTokenizer(Path(model_dir) / "sentencepiece.bpe.model" if tokenizer_file is None else tokenizer_file)
+    return model, tokenizer, device, amp
 
 
 def cmd_test(args) -> int:
@@ -48,10 +55,7 @@ def cmd_test(args) -> int:
 
     for lang in args.langs:
         check_lang(lang)
-    model, tokenizer = load_for_cli(args.model, args.tokenizer)
-    device = torch.device(args.device)
-    model.to(device)
-    amp = amp_dtype_for(args.amp, device)
+    model, tokenizer, device, amp = load_for_cli(args, tokenizer_file=args.tokenizer)
     results = {"model": str(args.model), "split": args.split, "full_splits": args.full_splits, "langs": {}}
     for lang in args.langs:
         encoded = encode_panx(panx_splits(lang, args.data_dir, args.full_splits), tokenizer,
@@ -80,9 +84,8 @@ def cmd_tag(args) -> int:
             raise FileNotFoundError(f"cannot read {args.file}: {e}") from None
     if not texts:
         raise ValueError("nothing to tag; give texts as arguments or --file")
-    model, tokenizer = load_for_cli(args.model)
-    device = torch.device(args.device)
-    tagger = Tagger(model, tokenizer, device, amp_dtype_for(args.amp, device), args.max_length, args.stride,
+    model, tokenizer, device, amp = load_for_cli(args)
+    tagger = Tagger(model, tokenizer, device, amp, args.max_length, args.stride,
                     args.batch_size)
     results = tagger(texts, aggregation=args.aggregation)
     for n, r in enumerate(results):
@@ -110,7 +113,7 @@ def cmd_errors(args) -> int:
 
     for lang in args.langs:
         check_lang(lang)
-    model, tokenizer = load_for_cli(args.model)
+    model, tokenizer, device, amp = load_for_cli(args)
     parts = []
     for lang in args.langs:
         ds = panx_splits(lang, args.data_dir, args.full_splits)
@@ -119,10 +122,9 @@ def cmd_errors(args) -> int:
         if tokenizer.convert_tokens_to_ids([token])[0] == tokenizer.unk_id and token != "<unk>":
             raise ValueError(f"{token!r} is not a sub-word of the vocabulary (sub-words that start a word "
                              f"begin with '▁', e.g. '▁(')")
-    device = torch.device(args.device)
     out_dir = Path(args.output_dir) if args.output_dir else Path(args.model) / "errors"
-    print(error_analysis(model.to(device), concatenate_datasets(parts), tokenizer, out_dir, args.top, args.token,
-                         args.batch_size, device, amp_dtype_for(args.amp, device)))
+    print(error_analysis(model, concatenate_datasets(parts), tokenizer, out_dir, args.top, args.token,
+                         args.batch_size, device, amp))
     print(f"wrote {out_dir}")
     return 0
 
@@ -165,13 +167,11 @@ def cmd_sweep(args) -> int:
     test_sets = find_test_sets(Path(args.data_dir), args.langs)
     summaries = {}
     for model_dir in map(Path, args.model):
-        model, tokenizer = load_for_cli(str(model_dir))
-        device = torch.device(args.device)
+        model, tokenizer, device, amp = load_for_cli(args, str(model_dir))
         out_dir = Path(args.output_dir) / model_dir.name if args.output_dir else model_dir / "sweep"
         print(f"== {model_dir}: {len(test_sets)} languages -> {out_dir}")
         t0 = time.perf_counter()
-        results = sweep(model.to(device), tokenizer, test_sets, out_dir, args.batch_size, device,
-                        amp_dtype_for(args.amp, device), args.chunk_sentences)
+        results = sweep(model, tokenizer, test_sets, out_dir, args.batch_size, device, amp, args.chunk_sentences)
         summary = summarise(results, args.train_langs or trained_langs(model_dir))
         summary["seconds"] = time.perf_counter() - t0
         write_sweep_reports(summary, out_dir)
@@ -213,7 +213,7 @@ def add_serve_command(sub, common) -> None:
 
 def add_sweep_command(sub, common) -> None:
     w = sub.add_parser("sweep", help="zero-shot F1 on the test set of every language in a folder (resumable)")
-    common(w, with_model=False)
+    common(w, with_model=False, compiles=True)
     w.add_argument("--model", nargs="+", required=True, help="checkpoint folder(s); several give a side-by-side table")
     w.add_argument("--data-dir", required=True, help="folder of test-<lang>.tsv files, e.g. ../shared/data/panx-xtreme")
     w.add_argument("--langs", nargs="+", default=None, help="languages to sweep (default: every test file there)")
@@ -230,14 +230,17 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = p.add_subparsers(dest="command", required=True)
 
-    def common(q, with_model=True):
+    def common(q, with_model=True, compiles=False):
         if with_model:
             q.add_argument("--model", required=True, help="our checkpoint folder (as written by train_loop.py)")
         q.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
         q.add_argument("--amp", default="auto", choices=AMP_CHOICES)
+        if compiles:
+            q.add_argument("--compile", default="auto", choices=COMPILE_CHOICES,
+                           help="torch.compile the encoder layers (auto: where measured to help)")
 
     t = sub.add_parser("test", help="test F1 per language and seqeval reports (the default command)")
-    common(t)
+    common(t, compiles=True)
     t.add_argument("--langs", nargs="+", default=list(PANX_LANGS))
     t.add_argument("--data-dir", default=None, help="PAN-X folder (default: $PANX_DATA_DIR, else the hub)")
     t.add_argument("--split", default="test", choices=["train", "validation", "test"])
@@ -261,7 +264,7 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--output", default=None, help="write tokens and entities to this JSON file")
 
     e = sub.add_parser("errors", help="error analysis on a validation split: token losses, confusion matrix")
-    common(e)
+    common(e, compiles=True)
     e.add_argument("--langs", nargs="+", default=["de"], help="languages whose split is analysed together")
     e.add_argument("--data-dir", default=None)
     e.add_argument("--split", default="validation", choices=["train", "validation", "test"])

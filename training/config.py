@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from dataclasses import MISSING, dataclass, field, fields
 
+from xlmr.compile import COMPILE_CHOICES
 from xlmr.precision import AMP_CHOICES
 
 DEFAULT_MODEL = "xlm-roberta-base"
@@ -36,7 +37,10 @@ class TrainConfig:
     max_length: int = 512
     seed: int = 42
     amp: str = field(default="auto", metadata={
-        "choices": AMP_CHOICES, "help": "autocast: auto = bf16 (fp16 on GPUs without bf16); fp16 uses a gradient scaler"})
+        "choices": AMP_CHOICES, "help": "autocast: auto = bf16 on GPUs (fp16 + gradient scaler without bf16) and on "
+        "CPUs with native bf16 where a probe finds it faster; else fp32"})
+    compile: str = field(default="auto", metadata={
+        "choices": COMPILE_CHOICES, "help": "torch.compile the encoder layers (auto: where measured to help)"})
     device: str | None = field(default=None, metadata={"help": "cpu, cuda, cuda:1 ... (default: cuda if available)"})
     eval_langs: list[str] = field(default_factory=lambda: ["de", "fr", "it", "en"])
     full_splits: bool = field(default=False, metadata={"help": "whole PAN-X splits instead of the Swiss-mix subsets"})

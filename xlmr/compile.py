@@ -1,0 +1,56 @@
+"""torch.compile for the encoder, one layer at a time, and the length buckets that keep it from
+recompiling.
+
+Only the encoder layers are compiled ("regional" compilation). They are the same code with
+different weights, and PyTorch treats a module's parameters as graph inputs, so the twelve (or
+twenty-four) layers share one compiled graph: it compiles once, not once per layer. The
+embedding stays eager, with its row-sparse gradient and RowAdamW's forward hook, and so do the
+head and the loss.
+
+A compiled graph is specialised to the shapes it first saw. Batches are padded to a multiple of
+`BUCKET` tokens, so PAN-X's lengths (3 to ~200 tokens) fall into a few sizes, and the graph is
+compiled with `dynamic=None`: when a second size arrives PyTorch recompiles once with symbolic
+sizes, and no later batch recompiles. Training mode, evaluation mode and the no-padding case
+(no attention mask) are separate graphs, each compiled once.
+
+`--compile auto` decides per device. On CPUs it is off: measured on the full German recipe
+(see the README), the compiled steps were not faster enough to pay for the compile time. On
+GPUs it is also off until measured there; `--compile on` turns it on anywhere.
+"""
+from __future__ import annotations
+
+import torch
+
+from .precision import cpu_bf16_attention_by_matmul
+
+BUCKET = 32
+COMPILE_CHOICES = ("auto", "on", "off")
+
+
+def choose(name: str, device: torch.device) -> tuple[bool, str]:
+    """(compile?, why) for a `--compile` choice on a device."""
+    if name == "on":
+        return True, "compiled: --compile on"
+    if name == "off":
+        return False, "eager: --compile off"
+    if name != "auto":
+        raise ValueError(f"unknown --compile {name!r}; choose from {', '.join(COMPILE_CHOICES)}")
+    return False, f"eager: --compile auto does not compile on {torch.device(device).type} (not measured to help)"
+
+
+def compile_layers(model) -> None:
+    """Compile every encoder layer of an XLMRForTokenClassification in place."""
+    cpu_bf16_attention_by_matmul()  # measured now, eagerly: the compiled graph reads the answer
+    for layer in model.encoder.layers:
+        layer.compile(dynamic=None)
+
+
+def is_compiled(model) -> bool:
+    layers = getattr(getattr(model, "encoder", None), "layers", [])  # any other model: not compiled by us
+    return any(getattr(layer, "_compiled_call_impl", None) is not None for layer in layers)
+
+
+def bucket_multiple(model) -> int | None:
+    """The collator's pad_to_multiple_of for a model: BUCKET when it is compiled, else None (pad
+    only to the longest sentence)."""
+    return BUCKET if is_compiled(model) else None
