@@ -1,0 +1,300 @@
+"""Throughput of our encoder against transformers', with the same weights on the same batches.
+
+    python benchmarks/throughput.py --data-dir ../shared/data/panx            # this machine's defaults
+    python benchmarks/throughput.py --sizes xlm-roberta-large --batch-sizes 8 --seq-lens 128
+    python benchmarks/throughput.py --device cuda --sizes xlm-roberta-base --seq-lens 128 256 512
+
+Implementations:
+- `ours`: xlmr.model as the project runs it. Inference at bf16/fp16: the Linear weights cast
+  once to that dtype (xlmr.precision.cast_linears_for_inference, what eval.py and the service
+  do; autocast computes identical values), where transformers' model recasts its fp32 weights
+  on every forward. Training: the training loop's own update (training.recipe.apply_gradients:
+  row-sparse embedding gradient, RowAdamW, per-row clipping);
+- `ours-compiled`: the same with its layers under torch.compile (xlmr/compile.py), only when
+  asked for (--impls); its warm-up steps include the compilation;
+- `hf-sdpa`, `hf-eager`: transformers' model for token classification with that attention, and
+  torch.optim.AdamW(fused=True) + clip_grad_norm_ (the Trainer's optim="adamw_torch_fused").
+Modes: `infer` (eval mode, no_grad, logits) and `train` (dropout on, forward with the loss,
+backward, clipping, AdamW step, gradients cleared). Both under the same autocast for bf16/fp16
+(and a gradient scaler for fp16).
+Cells: every batch size x sequence length (random ids, no padding), and with --data-dir real
+PAN-X German batches: length-grouped batches of 24 training sentences (train) and length-sorted
+batches of 64 validation sentences (infer), padded to their longest sentence.
+Weights: random, drawn once per size by transformers and copied into ours through the
+converter's key table. Speed does not depend on the values, and nothing is downloaded.
+
+Measured per cell and implementation (see throughput_report.py for the columns): each
+implementation runs `--rounds` blocks of `--warmup` + `--steps` steps, in the order ours, hf...,
+then reversed, so a drift of the machine hits all alike; a training block starts from a fresh
+optimizer. The best block counts (as timeit does: slower blocks are the machine's noise).
+"""
+from __future__ import annotations
+
+import argparse
+import copy
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import torch  # noqa: E402
+from tqdm.auto import tqdm  # noqa: E402
+
+from benchmarks.memory import PeakMemory  # noqa: E402
+from benchmarks.throughput_report import machine, write_reports  # noqa: E402
+from loaders.align import IGNORE  # noqa: E402
+from loaders.collate import PaddingCollator  # noqa: E402
+from training.config import TrainConfig  # noqa: E402
+from training.recipe import apply_gradients, build_optimizer, row_sparse_embedding  # noqa: E402
+from xlmr.compile import compile_layers  # noqa: E402
+from xlmr.config import TAGS, XLMRConfig  # noqa: E402
+from xlmr.keymap import hf_to_ours  # noqa: E402
+from xlmr.model import XLMRForTokenClassification  # noqa: E402
+from xlmr.precision import autocast_for, cast_linears_for_inference, cpu_capability  # noqa: E402
+
+# Hugging Face configurations of the sizes measured (e5-small is multilingual-e5-small's shape).
+SIZES = {
+    "e5-small": {"model_type": "bert", "vocab_size": 250037, "hidden_size": 384, "num_hidden_layers": 12,
+                 "num_attention_heads": 12, "intermediate_size": 1536, "max_position_embeddings": 512,
+                 "type_vocab_size": 2, "layer_norm_eps": 1e-12, "pad_token_id": 0},
+    "xlm-roberta-base": {"model_type": "xlm-roberta", "vocab_size": 250002, "hidden_size": 768,
+                         "num_hidden_layers": 12, "num_attention_heads": 12, "intermediate_size": 3072,
+                         "max_position_embeddings": 514, "type_vocab_size": 1, "layer_norm_eps": 1e-5,
+                         "pad_token_id": 1},
+    "xlm-roberta-large": {"model_type": "xlm-roberta", "vocab_size": 250002, "hidden_size": 1024,
+                          "num_hidden_layers": 24, "num_attention_heads": 16, "intermediate_size": 4096,
+                          "max_position_embeddings": 514, "type_vocab_size": 1, "layer_norm_eps": 1e-5,
+                          "pad_token_id": 1},
+}
+IMPLS = ("ours", "hf-sdpa", "hf-eager", "ours-compiled")  # the last one only when asked for
+DTYPES = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
+
+
+@dataclass
+class Batch:
+    input_ids: torch.Tensor  # (B, T)
+    attention_mask: torch.Tensor  # (B, T)
+    labels: torch.Tensor  # (B, T), -100 where no label
+
+    @property
+    def tokens(self) -> int:
+        return int(self.attention_mask.sum())
+
+
+@dataclass
+class Cell:
+    name: str  # "8x128" or "panx-de"
+    batches: list[Batch]
+
+    def shape(self) -> tuple[float, float]:
+        """(sentences, padded length) per batch, averaged."""
+        n = len(self.batches)
+        return (sum(b.input_ids.shape[0] for b in self.batches) / n, sum(b.input_ids.shape[1] for b in self.batches) / n)
+
+
+def supported_precisions(device: torch.device) -> list[str]:
+    """fp32 everywhere; bf16 where the device computes it natively; fp16 on GPUs. A CPU without
+    AVX-512 BF16 or AMX emulates bf16 far below its fp32 speed, so it is not a cell worth timing."""
+    if device.type == "cuda":
+        return ["fp32"] + (["bf16"] if torch.cuda.is_bf16_supported() else []) + ["fp16"]
+    cap = cpu_capability()
+    return ["fp32"] + (["bf16"] if cap["avx512_bf16"] or cap["amx"] else [])
+
+
+def build_models(size: str, device: torch.device) -> tuple[torch.nn.Module, torch.nn.Module]:
+    """(ours, transformers') for a size, with the same random weights."""
+    from transformers import AutoConfig, AutoModelForTokenClassification
+
+    spec = dict(SIZES[size])
+    config = AutoConfig.for_model(spec.pop("model_type"), num_labels=len(TAGS), **spec)
+    torch.manual_seed(0)
+    hf = AutoModelForTokenClassification.from_config(config, attn_implementation="sdpa")
+    with torch.device("meta"):  # no second random draw: the weights are copied in below
+        ours = XLMRForTokenClassification(XLMRConfig.from_dict(config.to_dict() | {"id2label": dict(enumerate(TAGS))}))
+    ours.load_state_dict({k: v.detach().clone() for k, v in hf_to_ours(hf.state_dict()).items()}, assign=True)
+    return ours.to(device), hf.to(device)
+
+
+def grid_cell(batch: int, seq: int, vocab: int, seed: int = 0) -> Cell:
+    g = torch.Generator().manual_seed(seed)
+    ids = torch.randint(5, vocab, (batch, seq), generator=g)  # (B, T), no special or padding ids
+    labels = torch.randint(0, len(TAGS), (batch, seq), generator=g)
+    labels[:, 0] = labels[:, -1] = IGNORE  # <s> and </s> carry no label
+    return Cell(f"{batch}x{seq}", [Batch(ids, torch.ones_like(ids), labels)])
+
+
+def panx_cells(data_dir: str, spm: Path, steps: int) -> dict[str, Cell]:
+    """Real German batches, as training (length-grouped, 24) and evaluation (sorted, 64) see them."""
+    from loaders.align import encode_panx
+    from loaders.batching import length_grouped_batches, sorted_batches
+    from loaders.panx import swiss_corpus
+    from xlmr.tokenizer import XLMRTokenizer
+
+    data = encode_panx(swiss_corpus(data_dir, ["de"])["de"], XLMRTokenizer(spm))
+    collate, cells = PaddingCollator(), {}
+    for mode, split, batches in (
+            ("train", "train", lambda n: length_grouped_batches(n, 24, seed=42, epoch=0)[:steps]),
+            ("infer", "validation", lambda n: sorted_batches(n, 64)[::max(1, len(n) // 64 // steps)][:steps])):
+        ids, labels = list(data[split]["input_ids"]), list(data[split]["labels"])
+        chosen = batches([len(x) for x in ids])
+        cells[mode] = Cell("panx-de", [Batch(**collate([{"input_ids": ids[i], "labels": labels[i]} for i in b]))
+                                       for b in chosen])
+    return cells
+
+
+class Runner:
+    """One implementation's step in one mode and precision: `step(batch)` runs it, `close()` frees
+    what the block allocated (the optimizer and its state)."""
+
+    def __init__(self, impl: str, model, mode: str, dtype, device: torch.device):
+        self.impl, self.model, self.mode, self.dtype, self.device = impl, model, mode, dtype, device
+        self.ours = impl.startswith("ours")
+        if not self.ours:
+            model.set_attn_implementation(impl.removeprefix("hf-"))
+        model.train(mode == "train")
+        self.row_grad = self.optimizer = self.scaler = None
+        if mode == "train":
+            self.row_grad = row_sparse_embedding(model, world=1) if self.ours else None
+            self.optimizer = build_optimizer(model, TrainConfig(), self.row_grad)
+            self.scaler = torch.amp.GradScaler(device.type) if dtype == torch.float16 else None
+
+    def step(self, b: Batch) -> None:
+        ids, mask = b.input_ids.to(self.device), b.attention_mask.to(self.device)
+        if self.mode == "infer":
+            with torch.no_grad(), autocast_for(self.device, self.dtype):
+                self.model(ids, mask) if self.ours else self.model(input_ids=ids, attention_mask=mask)
+            return
+        labels = b.labels.to(self.device)
+        with autocast_for(self.device, self.dtype):
+            loss = (self.model(ids, mask, labels)[1] if self.ours
+                    else self.model(input_ids=ids, attention_mask=mask, labels=labels).loss)
+        (self.scaler.scale(loss) if self.scaler else loss).backward()
+        apply_gradients(self.model, self.optimizer, self.row_grad, self.scaler, 1.0)
+
+    def close(self) -> None:
+        if hasattr(self.optimizer, "close"):
+            self.optimizer.close()
+        if self.row_grad is not None:
+            self.row_grad.embedding.sparse = False
+        self.model.zero_grad(set_to_none=True)
+        self.optimizer = self.row_grad = None
+
+
+def time_block(runner: Runner, cell: Cell, warmup: int, steps: int, memory: PeakMemory | None) -> tuple[float, int]:
+    """(seconds, real tokens) of `steps` steps after `warmup`; the batches are cycled through."""
+    sync = torch.cuda.synchronize if runner.device.type == "cuda" else (lambda: None)
+    if memory:
+        memory.start()
+    for k in range(warmup):
+        runner.step(cell.batches[k % len(cell.batches)])
+    seconds, tokens = 0.0, 0
+    for k in range(steps):
+        b = cell.batches[k % len(cell.batches)]
+        sync()
+        t0 = time.perf_counter()
+        runner.step(b)
+        sync()
+        seconds += time.perf_counter() - t0
+        tokens += b.tokens
+    if memory:
+        memory.stop()
+    return seconds, tokens
+
+
+def flops_per_step(model: XLMRForTokenClassification, b: Batch, mode: str) -> float:
+    """Model FLOPs of one step over the real tokens: per token 2N + 4LHT forward, three times
+    that with the backward (6N + 12LHT); N the parameters that multiply, T the padded length."""
+    c = model.config
+    n = sum(p.numel() for name, p in model.named_parameters() if "embeddings" not in name)
+    per_token = 2 * n + 4 * c.num_hidden_layers * c.hidden_size * b.input_ids.shape[1]
+    return b.tokens * per_token * (3 if mode == "train" else 1)
+
+
+def measure_cell(models: dict, cell: Cell, mode: str, precision: str, args, device, bar) -> list[dict]:
+    """Every implementation on one cell; one result row per implementation."""
+    memories = {impl: PeakMemory(device) for impl in args.impls}
+    blocks = {impl: [] for impl in args.impls}  # (seconds, tokens) per block
+    for r in range(args.rounds):
+        for impl in args.impls if r % 2 == 0 else reversed(args.impls):
+            runner = Runner(impl, models[impl], mode, DTYPES[precision], device)
+            blocks[impl].append(time_block(runner, cell, args.warmup, args.steps, memories[impl] if r == 0 else None))
+            runner.close()
+            bar.update(1)
+    best = {impl: min(b, key=lambda st: st[0] / st[1]) for impl, b in blocks.items()}
+    ours = models["ours"] if "ours" in models else next(iter(models.values()))
+    flops = sum(flops_per_step(ours, cell.batches[k % len(cell.batches)], mode) for k in range(args.steps))
+    batch, seq = cell.shape()
+    rows = []
+    for impl, (seconds, tokens) in best.items():
+        weights = sum(p.numel() * p.element_size() for p in models[impl].parameters())
+        rows.append({"mode": mode, "precision": precision, "cell": cell.name, "batch": batch, "seq": seq,
+                     "impl": impl, "tokens_per_s": tokens / seconds, "tflops": flops / seconds / 1e12,
+                     "peak_mb": memories[impl].peak_mb(weights), "seconds": seconds, "steps": args.steps})
+    return rows
+
+
+def parse_args(argv=None):
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    p.add_argument("--sizes", nargs="+", default=None, choices=list(SIZES),
+                   help="default: all three on a GPU, e5-small and xlm-roberta-base on a CPU")
+    p.add_argument("--modes", nargs="+", default=["infer", "train"], choices=["infer", "train"])
+    p.add_argument("--precisions", nargs="+", default=None, choices=list(DTYPES),
+                   help="default: those the device computes natively")
+    p.add_argument("--impls", nargs="+", default=list(IMPLS[:3]), choices=IMPLS)
+    p.add_argument("--batch-sizes", nargs="+", type=int, default=None, help="default: 8 32 (GPU: 8 32 64)")
+    p.add_argument("--seq-lens", nargs="+", type=int, default=None, help="default: 32 128 (GPU: 128 256 512)")
+    p.add_argument("--data-dir", help="PAN-X folder: adds real German batches as a cell")
+    p.add_argument("--spm", type=Path, default=Path(__file__).resolve().parents[2] / "shared/models/xlm-roberta-tokenizer/sentencepiece.bpe.model",
+                   help="SentencePiece model for the PAN-X batches")
+    p.add_argument("--warmup", type=int, default=2)
+    p.add_argument("--steps", type=int, default=None, help="timed steps per block (default: 3 on a CPU, 20 on a GPU)")
+    p.add_argument("--rounds", type=int, default=2)
+    p.add_argument("--output-dir", type=Path, default=Path("runs/throughput"))
+    args = p.parse_args(argv)
+    gpu = torch.device(args.device).type == "cuda"
+    args.sizes = args.sizes or (list(SIZES) if gpu else ["e5-small", "xlm-roberta-base"])
+    args.batch_sizes = args.batch_sizes or ([8, 32, 64] if gpu else [8, 32])
+    args.seq_lens = args.seq_lens or ([128, 256, 512] if gpu else [32, 128])
+    args.steps = args.steps or (20 if gpu else 3)
+    return args
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    device = torch.device(args.device)
+    precisions = args.precisions or supported_precisions(device)
+    info = machine(device, precisions)
+    print(info["summary"])
+    panx = panx_cells(args.data_dir, args.spm, args.steps) if args.data_dir else {}
+    cells = {mode: [grid_cell(b, t, 250002) for b in args.batch_sizes for t in args.seq_lens]
+             + ([panx[mode]] if mode in panx else []) for mode in args.modes}
+    units = len(args.sizes) * len(precisions) * sum(map(len, cells.values())) * args.rounds * len(args.impls)
+    rows = []
+    with tqdm(total=units, desc="blocks", dynamic_ncols=True) as bar:
+        for size in args.sizes:
+            ours, hf = build_models(size, device)
+            models = {impl: hf if impl.startswith("hf") else ours for impl in args.impls}
+            if "ours-compiled" in args.impls:
+                models["ours-compiled"] = copy.deepcopy(ours)
+                compile_layers(models["ours-compiled"])
+            for precision in precisions:
+                for mode in args.modes:
+                    in_mode = dict(models)
+                    if mode == "infer" and DTYPES[precision] is not None and "ours" in models:
+                        # What eval.py and the service run: Linear weights cast once (identical results).
+                        in_mode["ours"] = cast_linears_for_inference(copy.deepcopy(ours), DTYPES[precision])
+                    for cell in cells[mode]:
+                        bar.set_postfix_str(f"{size} {precision} {mode} {cell.name}")
+                        rows += [r | {"size": size} for r in measure_cell(in_mode, cell, mode, precision, args, device, bar)]
+                        write_reports(args.output_dir, info, rows, vars(args), png=False)  # partial results survive a stop
+            del ours, hf, models
+    write_reports(args.output_dir, info, rows, vars(args))
+    print((args.output_dir / "throughput.md").read_text())
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

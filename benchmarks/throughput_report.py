@@ -1,0 +1,180 @@
+"""What `benchmarks/throughput.py` writes: the machine it ran on, and its rows as Markdown, JSON and
+a PNG of tokens/s against sequence length.
+
+Columns, per cell:
+- tok/s: real (non-padding) tokens per second of each implementation;
+- ours/x: ours' tok/s over x's: above 1.0x ours is faster;
+- TFLOP/s: model FLOPs per second (per real token 2N + 4LHT for inference, 6N + 12LHT for a
+  training step; N the parameters that multiply, without the embeddings; L layers, H hidden
+  size, T the padded length);
+- MFU: that over the device's peak for the precision: the measured peak (the best large matrix
+  product in that dtype on this device) and, on GPUs with a known datasheet, the datasheet's;
+- peak MB: the weights plus the most a step adds (activations, gradients, optimizer state).
+"""
+from __future__ import annotations
+
+import platform
+import shlex
+import sys
+from collections import defaultdict
+from pathlib import Path
+
+import torch
+
+from evaluation.plots import pyplot, save_figure
+from evaluation.reports import write_json_atomic, write_text_atomic
+from xlmr.precision import matmul_gflops
+
+# Dense tensor-core TFLOP/s from the vendors' datasheets (fp32: without TF32).
+DATASHEET_TFLOPS = {
+    "H200": {"bf16": 989, "fp16": 989, "fp32": 67},
+    "H100 NVL": {"bf16": 835, "fp16": 835, "fp32": 60},
+    "H100 PCIe": {"bf16": 756, "fp16": 756, "fp32": 51},
+    "H100 SXM": {"bf16": 989, "fp16": 989, "fp32": 67},
+    "A100": {"bf16": 312, "fp16": 312, "fp32": 19.5},
+}
+CPU_FLAGS = ("avx2", "avx512f", "avx512_bf16", "avx512_fp16", "amx_tile", "amx_bf16")
+DTYPE = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
+
+
+def datasheet_name(gpu: str) -> str | None:
+    if "H200" in gpu:
+        return "H200"
+    if "H100" in gpu:
+        return "H100 PCIe" if "PCIe" in gpu else "H100 NVL" if "NVL" in gpu else "H100 SXM"
+    return "A100" if "A100" in gpu else None
+
+
+def cpu_description() -> tuple[str, list[str]]:
+    """(model name, the low-precision flags it has) from /proc/cpuinfo."""
+    name, flags = platform.processor() or "unknown CPU", set()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            key, _, value = line.partition(":")
+            if key.strip() == "model name":
+                name = value.strip()
+            elif key.strip() == "flags":
+                flags = set(value.split())
+    except OSError:
+        pass
+    return name, [f for f in CPU_FLAGS if f in flags]
+
+
+def machine(device: torch.device, precisions: list[str]) -> dict:
+    """The device, its flags and its measured matmul peak per precision (TFLOP/s)."""
+    n, repeats = (8192, 10) if device.type == "cuda" else (2048, 5)
+    peaks = {p: matmul_gflops(DTYPE[p], n, repeats, device) / 1e3 for p in precisions}
+    info = {"device": device.type, "torch": torch.__version__, "peak_tflops": peaks}
+    try:
+        import transformers
+        info["transformers"] = transformers.__version__
+    except ImportError:
+        info["transformers"] = None
+    if device.type == "cuda":
+        info["name"] = torch.cuda.get_device_name(device)
+        sheet = datasheet_name(info["name"])
+        info["datasheet"] = sheet
+        info["datasheet_tflops"] = DATASHEET_TFLOPS.get(sheet)
+        hardware = f"{info['name']} (datasheet row: {sheet or 'none known'})"
+    else:
+        info["name"], info["flags"] = cpu_description()
+        info["threads"] = torch.get_num_threads()
+        hardware = f"{info['name']}, {info['threads']} threads, flags: {' '.join(info['flags']) or 'none of ' + ', '.join(CPU_FLAGS)}"
+    measured = ", ".join(f"{p} {t:.2f}" for p, t in peaks.items())
+    info["summary"] = (f"{hardware}\ntorch {info['torch']}, transformers {info['transformers']}; "
+                       f"measured matmul peak ({n}x{n}), TFLOP/s: {measured}")
+    return info
+
+
+def _fmt(x, spec=".0f") -> str:
+    return "-" if x is None else format(x, spec)
+
+
+def table(rows: list[dict], info: dict, impls: list[str]) -> list[str]:
+    """One Markdown table for rows of one mode and precision."""
+    others = [i for i in impls if i != "ours"]
+    sheet = info.get("datasheet_tflops")
+    head = (["size", "cell", "B x T"] + [f"{i} tok/s" for i in impls] + [f"ours/{i.removeprefix('hf-')}" for i in others]
+            + ["ours TFLOP/s", "MFU"] + (["MFU (datasheet)"] if sheet else []) + [f"peak MB {i}" for i in impls])
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * 3 + "---:|" * (len(head) - 3)]
+    by_cell = defaultdict(dict)
+    for r in rows:
+        by_cell[(r["size"], r["cell"])][r["impl"]] = r
+    for (size, cell), got in by_cell.items():
+        ours, any_row = got.get("ours"), next(iter(got.values()))
+        peak = info["peak_tflops"].get(any_row["precision"])
+        cells = [size, cell, f"{any_row['batch']:.0f} x {any_row['seq']:.0f}"]
+        cells += [_fmt(got[i]["tokens_per_s"]) if i in got else "-" for i in impls]
+        cells += [ratio(ours, got.get(i)) for i in others]
+        cells += [_fmt(ours and ours["tflops"], ".3f"), _fmt(ours and peak and ours["tflops"] / peak, ".1%")]
+        if sheet:
+            cells.append(_fmt(ours and ours["tflops"] / sheet[any_row["precision"]], ".1%"))
+        cells += [_fmt(got[i]["peak_mb"]) if i in got else "-" for i in impls]
+        lines.append("| " + " | ".join(cells) + " |")
+    return lines
+
+
+def ratio(ours: dict | None, other: dict | None) -> str:
+    if not ours or not other:
+        return "-"
+    x = ours["tokens_per_s"] / other["tokens_per_s"]
+    return f"{x:.2f}x" + (" (below 1)" if x < 1 else "")
+
+
+def markdown(info: dict, rows: list[dict], args: dict) -> str:
+    impls = list(args["impls"])
+    lines = ["# Encoder throughput: ours against transformers", "", info["summary"].replace("\n", "  \n"), "",
+             "Command: `python benchmarks/throughput.py " + " ".join(map(shlex.quote, sys.argv[1:])) + "`", ""]
+    for mode in args["modes"]:
+        for precision in info["peak_tflops"]:
+            chosen = [r for r in rows if r["mode"] == mode and r["precision"] == precision]
+            if chosen:
+                lines += [f"## {mode}, {precision}", ""] + table(chosen, info, impls) + [""]
+    ratios = [(o["tokens_per_s"] / r["tokens_per_s"], r) for o in rows if o["impl"] == "ours"
+              for r in rows if r["impl"].startswith("hf") and all(r[k] == o[k] for k in ("size", "mode", "precision", "cell"))]
+    if ratios:
+        low, where = min(ratios, key=lambda x: x[0])
+        lines.append(f"ours >= transformers in {sum(x >= 1 for x, _ in ratios)} of {len(ratios)} comparisons; "
+                     f"lowest {low:.2f}x ({where['size']} {where['mode']} {where['precision']} {where['cell']} "
+                     f"against {where['impl']}).")
+    return "\n".join(lines) + "\n"
+
+
+def plot(path: Path, rows: list[dict]) -> bool:
+    """tokens/s against sequence length, one panel per size, mode and precision; a line per
+    implementation and batch size (grid cells only)."""
+    grid = [r for r in rows if "x" in r["cell"]]
+    panels = sorted({(r["size"], r["mode"], r["precision"]) for r in grid})
+    plt = pyplot() if panels else None
+    if plt is None:
+        return False
+    cols = min(3, len(panels))
+    fig, axes = plt.subplots(-(-len(panels) // cols), cols, figsize=(5 * cols, 3.6 * -(-len(panels) // cols)),
+                             squeeze=False)
+    styles = {"ours": "C0", "hf-sdpa": "C1", "hf-eager": "C2", "ours-compiled": "C3"}
+    for ax, (size, mode, precision) in zip(axes.flat, panels):
+        mine = [r for r in grid if (r["size"], r["mode"], r["precision"]) == (size, mode, precision)]
+        for k, batch in enumerate(sorted({r["batch"] for r in mine})):
+            for impl in styles:
+                pts = sorted((r["seq"], r["tokens_per_s"]) for r in mine if r["impl"] == impl and r["batch"] == batch)
+                if pts:
+                    ax.plot(*zip(*pts), marker="o", color=styles[impl], linestyle=["-", "--", ":"][k % 3],
+                            label=f"{impl}, batch {batch:.0f}")
+        ax.set_title(f"{size}, {mode}, {precision}", fontsize=10)
+        ax.set_xlabel("sequence length")
+        ax.set_ylabel("tokens/s")
+        ax.set_xscale("log", base=2)
+        ax.legend(fontsize=7)
+    for ax in list(axes.flat)[len(panels):]:
+        ax.axis("off")
+    save_figure(plt, fig, path)
+    return True
+
+
+def write_reports(out: Path, info: dict, rows: list[dict], args: dict, png: bool = True) -> None:
+    out.mkdir(parents=True, exist_ok=True)
+    args = {k: (str(v) if isinstance(v, Path) else v) for k, v in args.items()}
+    write_json_atomic(out / "throughput.json", {"machine": info, "args": args, "argv": sys.argv[1:], "rows": rows})
+    write_text_atomic(out / "throughput.md", markdown(info, rows, args))
+    if png:
+        plot(out / "throughput.png", rows)
