@@ -34,7 +34,6 @@ import argparse
 import copy
 import sys
 import time
-from dataclasses import dataclass
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -43,9 +42,8 @@ import torch  # noqa: E402
 from tqdm.auto import tqdm  # noqa: E402
 
 from benchmarks.memory import PeakMemory  # noqa: E402
+from benchmarks.throughput_cells import Batch, Cell, grid_cell, panx_cells  # noqa: E402
 from benchmarks.throughput_report import machine, write_reports  # noqa: E402
-from loaders.align import IGNORE  # noqa: E402
-from loaders.collate import PaddingCollator  # noqa: E402
 from training.config import TrainConfig  # noqa: E402
 from training.recipe import apply_gradients, build_optimizer, row_sparse_embedding  # noqa: E402
 from xlmr.compile import compile_layers  # noqa: E402
@@ -72,28 +70,6 @@ IMPLS = ("ours", "hf-sdpa", "hf-eager", "ours-compiled")  # the last one only wh
 DTYPES = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
 
 
-@dataclass
-class Batch:
-    input_ids: torch.Tensor  # (B, T)
-    attention_mask: torch.Tensor  # (B, T)
-    labels: torch.Tensor  # (B, T), -100 where no label
-
-    @property
-    def tokens(self) -> int:
-        return int(self.attention_mask.sum())
-
-
-@dataclass
-class Cell:
-    name: str  # "8x128" or "panx-de"
-    batches: list[Batch]
-
-    def shape(self) -> tuple[float, float]:
-        """(sentences, padded length) per batch, averaged."""
-        n = len(self.batches)
-        return (sum(b.input_ids.shape[0] for b in self.batches) / n, sum(b.input_ids.shape[1] for b in self.batches) / n)
-
-
 def supported_precisions(device: torch.device) -> list[str]:
     """fp32 everywhere; bf16 where the device computes it natively; fp16 on GPUs. A CPU without
     AVX-512 BF16 or AMX emulates bf16 far below its fp32 speed, so it is not a cell worth timing."""
@@ -115,33 +91,6 @@ def build_models(size: str, device: torch.device) -> tuple[torch.nn.Module, torc
         ours = XLMRForTokenClassification(XLMRConfig.from_dict(config.to_dict() | {"id2label": dict(enumerate(TAGS))}))
     ours.load_state_dict({k: v.detach().clone() for k, v in hf_to_ours(hf.state_dict()).items()}, assign=True)
     return ours.to(device), hf.to(device)
-
-
-def grid_cell(batch: int, seq: int, vocab: int, seed: int = 0) -> Cell:
-    g = torch.Generator().manual_seed(seed)
-    ids = torch.randint(5, vocab, (batch, seq), generator=g)  # (B, T), no special or padding ids
-    labels = torch.randint(0, len(TAGS), (batch, seq), generator=g)
-    labels[:, 0] = labels[:, -1] = IGNORE  # <s> and </s> carry no label
-    return Cell(f"{batch}x{seq}", [Batch(ids, torch.ones_like(ids), labels)])
-
-
-def panx_cells(data_dir: str, spm: Path, steps: int) -> dict[str, Cell]:
-    """Real German batches, as training (length-grouped, 24) and evaluation (sorted, 64) see them."""
-    from loaders.align import encode_panx
-    from loaders.batching import length_grouped_batches, sorted_batches
-    from loaders.panx import swiss_corpus
-    from xlmr.tokenizer import XLMRTokenizer
-
-    data = encode_panx(swiss_corpus(data_dir, ["de"])["de"], XLMRTokenizer(spm))
-    collate, cells = PaddingCollator(), {}
-    for mode, split, batches in (
-            ("train", "train", lambda n: length_grouped_batches(n, 24, seed=42, epoch=0)[:steps]),
-            ("infer", "validation", lambda n: sorted_batches(n, 64)[::max(1, len(n) // 64 // steps)][:steps])):
-        ids, labels = list(data[split]["input_ids"]), list(data[split]["labels"])
-        chosen = batches([len(x) for x in ids])
-        cells[mode] = Cell("panx-de", [Batch(**collate([{"input_ids": ids[i], "labels": labels[i]} for i in b]))
-                                       for b in chosen])
-    return cells
 
 
 class Runner:
@@ -214,24 +163,25 @@ def flops_per_step(model: XLMRForTokenClassification, b: Batch, mode: str) -> fl
 
 def measure_cell(models: dict, cell: Cell, mode: str, precision: str, args, device, bar) -> list[dict]:
     """Every implementation on one cell; one result row per implementation."""
+    steps = max(args.steps, len(cell.batches))  # a PAN-X block goes through all its batches
     memories = {impl: PeakMemory(device) for impl in args.impls}
     blocks = {impl: [] for impl in args.impls}  # (seconds, tokens) per block
     for r in range(args.rounds):
         for impl in args.impls if r % 2 == 0 else reversed(args.impls):
             runner = Runner(impl, models[impl], mode, DTYPES[precision], device)
-            blocks[impl].append(time_block(runner, cell, args.warmup, args.steps, memories[impl] if r == 0 else None))
+            blocks[impl].append(time_block(runner, cell, args.warmup, steps, memories[impl] if r == 0 else None))
             runner.close()
             bar.update(1)
     best = {impl: min(b, key=lambda st: st[0] / st[1]) for impl, b in blocks.items()}
     ours = models["ours"] if "ours" in models else next(iter(models.values()))
-    flops = sum(flops_per_step(ours, cell.batches[k % len(cell.batches)], mode) for k in range(args.steps))
+    flops = sum(flops_per_step(ours, cell.batches[k % len(cell.batches)], mode) for k in range(steps))
     batch, seq = cell.shape()
     rows = []
     for impl, (seconds, tokens) in best.items():
         weights = sum(p.numel() * p.element_size() for p in models[impl].parameters())
         rows.append({"mode": mode, "precision": precision, "cell": cell.name, "batch": batch, "seq": seq,
                      "impl": impl, "tokens_per_s": tokens / seconds, "tflops": flops / seconds / 1e12,
-                     "peak_mb": memories[impl].peak_mb(weights), "seconds": seconds, "steps": args.steps})
+                     "peak_mb": memories[impl].peak_mb(weights), "seconds": seconds, "steps": steps})
     return rows
 
 
@@ -247,6 +197,7 @@ def parse_args(argv=None):
     p.add_argument("--batch-sizes", nargs="+", type=int, default=None, help="default: 8 32 (GPU: 8 32 64)")
     p.add_argument("--seq-lens", nargs="+", type=int, default=None, help="default: 32 128 (GPU: 128 256 512)")
     p.add_argument("--data-dir", help="PAN-X folder: adds real German batches as a cell")
+    p.add_argument("--panx-batches", type=int, default=8, help="PAN-X batches per cell (a block runs them all)")
     p.add_argument("--spm", type=Path, default=Path(__file__).resolve().parents[2] / "shared/models/xlm-roberta-tokenizer/sentencepiece.bpe.model",
                    help="SentencePiece model for the PAN-X batches")
     p.add_argument("--warmup", type=int, default=2)
@@ -268,7 +219,7 @@ def main(argv=None) -> int:
     precisions = args.precisions or supported_precisions(device)
     info = machine(device, precisions)
     print(info["summary"])
-    panx = panx_cells(args.data_dir, args.spm, args.steps) if args.data_dir else {}
+    panx = panx_cells(args.data_dir, args.spm, args.panx_batches) if args.data_dir else {}
     cells = {mode: [grid_cell(b, t, 250002) for b in args.batch_sizes for t in args.seq_lens]
              + ([panx[mode]] if mode in panx else []) for mode in args.modes}
     units = len(args.sizes) * len(precisions) * sum(map(len, cells.values())) * args.rounds * len(args.impls)
