@@ -181,7 +181,8 @@ def measure_cell(models: dict, cell: Cell, mode: str, precision: str, args, devi
         weights = sum(p.numel() * p.element_size() for p in models[impl].parameters())
         rows.append({"mode": mode, "precision": precision, "cell": cell.name, "batch": batch, "seq": seq,
                      "impl": impl, "tokens_per_s": tokens / seconds, "tflops": flops / seconds / 1e12,
-                     "peak_mb": memories[impl].peak_mb(weights), "seconds": seconds, "steps": steps})
+                     "peak_mb": memories[impl].peak_mb(weights), "seconds": seconds, "steps": steps,
+                     "blocks_tokens_per_s": [t / s for s, t in blocks[impl]]})
     return rows
 
 
@@ -220,7 +221,8 @@ def main(argv=None) -> int:
     info = machine(device, precisions)
     print(info["summary"])
     panx = panx_cells(args.data_dir, args.spm, args.panx_batches) if args.data_dir else {}
-    cells = {mode: [grid_cell(b, t, 250002) for b in args.batch_sizes for t in args.seq_lens]
+    vocab = min(SIZES[size]["vocab_size"] for size in args.sizes)  # random ids valid for every size
+    cells = {mode: [grid_cell(b, t, vocab) for b in args.batch_sizes for t in args.seq_lens]
              + ([panx[mode]] if mode in panx else []) for mode in args.modes}
     units = len(args.sizes) * len(precisions) * sum(map(len, cells.values())) * args.rounds * len(args.impls)
     rows = []

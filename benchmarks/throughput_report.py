@@ -19,11 +19,13 @@ import sys
 from collections import defaultdict
 from pathlib import Path
 
-import torch
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from evaluation.plots import pyplot, save_figure
-from evaluation.reports import write_json_atomic, write_text_atomic
-from xlmr.precision import matmul_gflops
+import torch  # noqa: E402
+
+from evaluation.plots import pyplot, save_figure  # noqa: E402
+from evaluation.reports import write_json_atomic, write_text_atomic  # noqa: E402
+from xlmr.precision import matmul_gflops  # noqa: E402
 
 # Dense tensor-core TFLOP/s from the vendors' datasheets (fp32: without TF32).
 DATASHEET_TFLOPS = {
@@ -121,10 +123,10 @@ def ratio(ours: dict | None, other: dict | None) -> str:
     return f"{x:.2f}x" + (" (below 1)" if x < 1 else "")
 
 
-def markdown(info: dict, rows: list[dict], args: dict) -> str:
+def markdown(info: dict, rows: list[dict], args: dict, argv: list[str]) -> str:
     impls = list(args["impls"])
     lines = ["# Encoder throughput: ours against transformers", "", info["summary"].replace("\n", "  \n"), "",
-             "Command: `python benchmarks/throughput.py " + " ".join(map(shlex.quote, sys.argv[1:])) + "`", ""]
+             "Command: `python benchmarks/throughput.py " + " ".join(map(shlex.quote, argv)) + "`", ""]
     for mode in args["modes"]:
         for precision in info["peak_tflops"]:
             chosen = [r for r in rows if r["mode"] == mode and r["precision"] == precision]
@@ -143,7 +145,7 @@ def markdown(info: dict, rows: list[dict], args: dict) -> str:
 def plot(path: Path, rows: list[dict]) -> bool:
     """tokens/s against sequence length, one panel per size, mode and precision; a line per
     implementation and batch size (grid cells only)."""
-    grid = [r for r in rows if "x" in r["cell"]]
+    grid = [r for r in rows if r["cell"][0].isdigit()]  # "8x128", not "panx-de"
     panels = sorted({(r["size"], r["mode"], r["precision"]) for r in grid})
     plt = pyplot() if panels else None
     if plt is None:
@@ -164,17 +166,27 @@ def plot(path: Path, rows: list[dict]) -> bool:
         ax.set_xlabel("sequence length")
         ax.set_ylabel("tokens/s")
         ax.set_xscale("log", base=2)
-        ax.legend(fontsize=7)
+        ax.legend(fontsize=6, ncol=2)
     for ax in list(axes.flat)[len(panels):]:
         ax.axis("off")
     save_figure(plt, fig, path)
     return True
 
 
-def write_reports(out: Path, info: dict, rows: list[dict], args: dict, png: bool = True) -> None:
+def write_reports(out: Path, info: dict, rows: list[dict], args: dict, png: bool = True, argv=None) -> None:
     out.mkdir(parents=True, exist_ok=True)
     args = {k: (str(v) if isinstance(v, Path) else v) for k, v in args.items()}
-    write_json_atomic(out / "throughput.json", {"machine": info, "args": args, "argv": sys.argv[1:], "rows": rows})
-    write_text_atomic(out / "throughput.md", markdown(info, rows, args))
+    argv = sys.argv[1:] if argv is None else argv
+    write_json_atomic(out / "throughput.json", {"machine": info, "args": args, "argv": argv, "rows": rows})
+    write_text_atomic(out / "throughput.md", markdown(info, rows, args, argv))
     if png:
         plot(out / "throughput.png", rows)
+
+
+if __name__ == "__main__":
+    # python benchmarks/throughput_report.py runs/throughput/throughput.json: the Markdown and the
+    # PNG written again from a run's JSON, in its folder.
+    import json
+
+    saved = json.loads(Path(sys.argv[1]).read_text())
+    write_reports(Path(sys.argv[1]).parent, saved["machine"], saved["rows"], saved["args"], argv=saved["argv"])
