@@ -3,7 +3,8 @@
 The word embedding is 96M of e5-small's 117.5M parameters (250,002 x 384), yet a batch of 24
 PAN-X sentences touches ~600 of its rows. PyTorch's dense backward allocates a fresh 384 MB
 zero tensor every step and scatters into it; on a CPU the allocation is the expensive part
-(the kernel maps and zeroes 94k pages; measured at ~0.1-0.2 s of a ~0.55 s step on 2 cores).
+(the kernel maps and zeroes 94k pages; measured at ~0.1-0.2 s of a ~0.55 s step on 2 cores of an
+AMD EPYC with AVX-512 BF16).
 
 `RowSparseGrad` asks the embedding for a sparse gradient (one row per token) and adds it into
 one dense buffer that lives for the whole run, so the optimizer still sees an ordinary dense

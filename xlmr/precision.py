@@ -128,7 +128,8 @@ def autocast_for(device: torch.device, dtype: torch.dtype | None):
 def cast_linears_for_inference(model: nn.Module, dtype: torch.dtype | None) -> nn.Module:
     """For a model that will only run inference under autocast(dtype): store every nn.Linear's
     weight and bias in that dtype, in place. Autocast otherwise casts the fp32 weights again on
-    every forward (e5-small: 21M values, ~18% of a forward of 8 x 32 tokens on a 2-core CPU).
+    every forward (e5-small: 21M values, ~18% of a bf16 forward of 8 x 32 tokens on 2 cores of an
+    AMD EPYC with AVX-512 BF16).
     The results are identical: autocast passes a tensor already in its dtype through, so the
     products see the same values. LayerNorm, the embeddings and whatever autocast keeps in fp32
     stay fp32. `None` (fp32 inference) changes nothing. Not for a model that is still trained."""
