@@ -23,7 +23,7 @@ import torch
 from evaluation.reports import format_rows, write_json_atomic
 from loaders.panx import PanxError, check_lang
 from training import RunError
-from xlmr.compile import COMPILE_CHOICES, choose as choose_compile, compile_layers
+from xlmr.compile import COMPILE_CHOICES, compile_if_chosen
 from xlmr.precision import AMP_CHOICES, amp_dtype_for, cast_linears_for_inference
 from xlmr.weights import CheckpointError
 
@@ -41,8 +41,7 @@ def load_for_cli(args, model_dir: str | None = None, tokenizer_file: str | None 
     model_dir, device = model_dir or args.model, torch.device(args.device)
     amp = amp_dtype_for(args.amp, device)
     model = cast_linears_for_inference(load_model(model_dir).to(device), amp)
-    if choose_compile(getattr(args, "compile", "off"), device)[0]:
-        compile_layers(model)
+    compile_if_chosen(model, getattr(args, "compile", "off"), device)
     tokenizer = XLMRTokenizer(Path(model_dir) / "sentencepiece.bpe.model" if tokenizer_file is None else tokenizer_file)
     return model, tokenizer, device, amp
 

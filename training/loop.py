@@ -30,8 +30,7 @@ from evaluation.reports import write_json_atomic
 from evaluation.scoring import f1_table
 from loaders.align import IGNORE
 from loaders.collate import PaddingCollator
-from xlmr.compile import bucket_multiple, compile_layers
-from xlmr.compile import choose as choose_compile
+from xlmr.compile import bucket_multiple, compile_if_chosen
 from xlmr.config import TAGS
 from xlmr.embedding_grad import RowSparseGrad
 from xlmr.precision import autocast_for, choose, cpu_capability
@@ -111,9 +110,7 @@ def setup(cfg: TrainConfig) -> Run:
     train_set, val_set, test_sets = load_data(cfg, XLMRTokenizer(tokenizer_file))
     model.to(device)
     amp_dtype, amp_reason = choose(cfg.amp, device)
-    compiled, compile_reason = choose_compile(cfg.compile, device)
-    if compiled:
-        compile_layers(model)
+    _, compile_reason = compile_if_chosen(model, cfg.compile, device)
     word_grad = row_sparse_embedding(model, world)
     optimizer = build_optimizer(model, cfg, word_grad)
     lengths = [len(x) for x in train_set["input_ids"]]

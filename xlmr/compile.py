@@ -49,6 +49,14 @@ def compile_layers(model) -> None:
         layer.compile(dynamic=None)
 
 
+def compile_if_chosen(model, name: str, device: torch.device) -> tuple[bool, str]:
+    """Applies a `--compile` choice to a model: (compiled?, why)."""
+    compiled, why = choose(name, device)
+    if compiled:
+        compile_layers(model)
+    return compiled, why
+
+
 def is_compiled(model) -> bool:
     layers = getattr(getattr(model, "encoder", None), "layers", [])  # any other model: not compiled by us
     return any(getattr(layer, "_compiled_call_impl", None) is not None for layer in layers)
