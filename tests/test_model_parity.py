@@ -51,6 +51,24 @@ def test_tiny_parity(tmp_path, model_type, manual):
     assert_parity(hf, ours, ids, mask, labels, manual)
 
 
+@pytest.mark.parametrize("model_type", ["xlm-roberta", "bert"])
+def test_inference_parity(tmp_path, model_type):
+    """Without gradients, fp32 on CPU, our attention takes Q, K and V as three products: the
+    logits still match transformers', with padding and without (where the mask is dropped)."""
+    hf, ours = both_models(tmp_path, hf_config(model_type))
+    hf.eval()
+    pad = hf.config.pad_token_id if model_type == "bert" else 1
+    ids, mask, _ = ragged_batch(hf.config.vocab_size, pad)
+    full = mask.all(dim=1)
+    for batch_ids, batch_mask in ((ids, mask), (ids[full], mask[full])):
+        assert batch_ids.shape[0] > 0
+        with torch.inference_mode():
+            ref = hf(input_ids=batch_ids, attention_mask=batch_mask).logits
+            logits, _ = ours(batch_ids, batch_mask)
+        real = batch_mask.bool()
+        assert (logits[real] - ref[real]).abs().max().item() <= 1e-5
+
+
 def test_base_sized_parity(tmp_path):
     """xlm-roberta-base's shapes (278M parameters, random weights), both attention paths."""
     from transformers import XLMRobertaConfig
