@@ -3,7 +3,9 @@ a PNG of tokens/s against sequence length.
 
 Columns, per cell:
 - tok/s: real (non-padding) tokens per second of each implementation;
-- ours/x: ours' tok/s over x's: above 1.0x ours is faster;
+- ours/x: ours' tok/s over x's: above 1.0x ours is faster. With several rounds, "(k/n)" after it
+  says in how many of the n rounds ours' block beat x's block of the same round: blocks of one
+  round run next to each other in time, so this count does not depend on a lucky block;
 - TFLOP/s: model FLOPs per second (per real token 2N + 4LHT for inference, 6N + 12LHT for a
   training step; N the parameters that multiply, without the embeddings; L layers, H hidden
   size, T the padded length);
@@ -117,10 +119,15 @@ def table(rows: list[dict], info: dict, impls: list[str]) -> list[str]:
 
 
 def ratio(ours: dict | None, other: dict | None) -> str:
+    """"1.02x (4/6)": best block over best block, and the rounds in which ours' block was faster."""
     if not ours or not other:
         return "-"
     x = ours["tokens_per_s"] / other["tokens_per_s"]
-    return f"{x:.2f}x" + (" (below 1)" if x < 1 else "")
+    text = f"{x:.2f}x" + (" (below 1)" if x < 1 else "")
+    paired = list(zip(ours.get("blocks_tokens_per_s", []), other.get("blocks_tokens_per_s", [])))
+    if len(paired) > 1:
+        text += f" ({sum(a > b for a, b in paired)}/{len(paired)})"
+    return text
 
 
 def markdown(info: dict, rows: list[dict], args: dict, argv: list[str]) -> str:

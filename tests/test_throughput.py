@@ -79,3 +79,13 @@ def test_peak_memory_sees_a_known_allocation():
     del x
     memory.stop()
     assert 60 <= memory.peak_mb(0) <= 120
+
+
+def test_ratio_names_the_rounds_won():
+    from benchmarks.throughput_report import ratio
+
+    ours = {"tokens_per_s": 102.0, "blocks_tokens_per_s": [102.0, 90.0, 95.0]}
+    other = {"tokens_per_s": 100.0, "blocks_tokens_per_s": [100.0, 91.0, 94.0]}
+    assert ratio(ours, other) == "1.02x (2/3)"  # 102/100; ahead in rounds 1 and 3
+    assert ratio(other, ours) == "0.98x (below 1) (1/3)"
+    assert ratio({"tokens_per_s": 3.0}, {"tokens_per_s": 2.0}) == "1.50x"  # one round: no count
