@@ -52,11 +52,14 @@ def test_tiny_parity(tmp_path, model_type, manual):
 
 
 @pytest.mark.parametrize("model_type", ["xlm-roberta", "bert"])
-def test_inference_parity(tmp_path, model_type):
-    """Without gradients, fp32 on CPU, our attention takes Q, K and V as three products: the
-    logits still match transformers', with padding and without (where the mask is dropped)."""
+@pytest.mark.parametrize("manual", [False, True], ids=["sdpa", "manual"])
+def test_inference_parity(tmp_path, model_type, manual):
+    """Without gradients, fp32 on CPU, our encoder runs a padded batch on its real tokens alone
+    (RealTokens) and takes Q, K and V as three products: the logits still match transformers',
+    with padding and without (where the mask is dropped)."""
     hf, ours = both_models(tmp_path, hf_config(model_type))
     hf.eval()
+    ours.encoder.set_manual_attention(manual)
     pad = hf.config.pad_token_id if model_type == "bert" else 1
     ids, mask, _ = ragged_batch(hf.config.vocab_size, pad)
     full = mask.all(dim=1)
@@ -65,8 +68,10 @@ def test_inference_parity(tmp_path, model_type):
         with torch.inference_mode():
             ref = hf(input_ids=batch_ids, attention_mask=batch_mask).logits
             logits, _ = ours(batch_ids, batch_mask)
+            hidden = ours.encoder(batch_ids, batch_mask)
         real = batch_mask.bool()
         assert (logits[real] - ref[real]).abs().max().item() <= 1e-5
+        assert not hidden[~real].any()  # padding positions come out as zeros
 
 
 def test_base_sized_parity(tmp_path):
@@ -93,3 +98,15 @@ def test_roberta_positions_skip_padding():
     assert torch.equal(position_ids_for(ids, XLMRConfig()), expected)
     bert = XLMRConfig(model_type="bert", pad_token_id=0, type_vocab_size=2)
     assert torch.equal(position_ids_for(ids, bert), torch.arange(5).expand(2, 5))
+
+
+def test_real_tokens_by_hand():
+    from xlmr.model import RealTokens
+
+    mask = torch.tensor([[1, 1, 0], [1, 0, 0]])
+    real = RealTokens(mask)
+    x = torch.arange(12.0).view(2, 3, 2)  # (B, T, D) = (2, 3, 2); position p holds [2p, 2p + 1]
+    packed = real.unpad(x)
+    assert torch.equal(packed, torch.tensor([[0.0, 1.0], [2.0, 3.0], [6.0, 7.0]]))  # positions 0, 1, 3
+    expected = torch.tensor([[[0.0, 1.0], [2.0, 3.0], [0.0, 0.0]], [[6.0, 7.0], [0.0, 0.0], [0.0, 0.0]]])
+    assert torch.equal(real.pad(packed), expected)

@@ -45,6 +45,7 @@ def choose(name: str, device: torch.device) -> tuple[bool, str]:
 def compile_layers(model) -> None:
     """Compile every encoder layer of an XLMRForTokenClassification in place."""
     cpu_bf16_attention_by_matmul()  # measured now, eagerly: the compiled graph reads the answer
+    model.encoder.skip_padding = False  # (N, H) packed inputs would be one more shape per batch
     for layer in model.encoder.layers:
         layer.compile(dynamic=None)
 

@@ -40,6 +40,26 @@ def no_padding(attention_mask: torch.Tensor) -> bool:
     return not torch.compiler.is_compiling() and bool(attention_mask.all())
 
 
+class RealTokens:
+    """Where the N real tokens of a padded (B, T) batch sit, so that the work done token by token
+    (projections, feed-forward, LayerNorm: nearly all of a layer's FLOPs) runs on those N alone,
+    and the batch is padded again only around attention. On length-sorted PAN-X batches a fifth
+    or more of the positions can be padding; the real tokens' values are unchanged (padding is
+    never attended to), and padding positions come out as zeros."""
+
+    def __init__(self, attention_mask: torch.Tensor):
+        self.B, self.T = attention_mask.shape
+        self.index = attention_mask.reshape(-1).nonzero().squeeze(1)  # (N,) flat positions in B*T
+
+    def unpad(self, x: torch.Tensor) -> torch.Tensor:
+        return x.reshape(self.B * self.T, -1).index_select(0, self.index)  # (B, T, D) -> (N, D)
+
+    def pad(self, x: torch.Tensor) -> torch.Tensor:
+        # (N, D) -> (B, T, D); zeros, not garbage, at padding: a masked key's weight is 0, and 0 x NaN is NaN
+        out = x.new_zeros(self.B * self.T, x.shape[-1])
+        return out.index_copy_(0, self.index, x).view(self.B, self.T, -1)
+
+
 class Embeddings(nn.Module):
     def __init__(self, config: XLMRConfig):
         super().__init__()
@@ -66,7 +86,7 @@ class Embeddings(nn.Module):
 
 
 class SelfAttention(nn.Module):
-    """Multi-head self-attention with one fused QKV projection.
+    """Multi-head self-attention with one fused QKV projection (see project_qkv).
 
     `manual=True` spells the attention out (softmax(QK^T / sqrt(hs)) V) for study; the default
     calls PyTorch's fused scaled_dot_product_attention, which computes the same thing, except on
@@ -82,11 +102,13 @@ class SelfAttention(nn.Module):
         self.attn_dropout = config.attention_probs_dropout_prob
         self.manual = manual
 
-    def forward(self, x: torch.Tensor, key_mask: torch.Tensor | None) -> torch.Tensor:
-        # x: (B, T, H); key_mask: (B, 1, 1, T) bool, True where a key may be attended to, or None
-        # when every key may be
-        B, T, H = x.shape
-        q, k, v = self.project_qkv(x)  # 3 x (B, T, H)
+    def forward(self, x: torch.Tensor, key_mask: torch.Tensor | None, real: RealTokens | None = None) -> torch.Tensor:
+        # x: (B, T, H), or (N, H) when `real` says where those N tokens sit in (B, T);
+        # key_mask: (B, 1, 1, T) bool, True where a key may be attended to, or None when every key may be
+        q, k, v = self.project_qkv(x)  # 3 x (B, T, H) or 3 x (N, H)
+        if real is not None:
+            q, k, v = real.pad(q), real.pad(k), real.pad(v)  # 3 x (B, T, H)
+        B, T, H = q.shape
         q, k, v = (t.view(B, T, self.nh, self.hs).transpose(1, 2) for t in (q, k, v))  # (B, nh, T, hs)
         p = self.attn_dropout if self.training else 0.0
         if self.manual or (q.dtype == torch.bfloat16 and q.device.type == "cpu" and T <= SHORT_ATTENTION
@@ -99,22 +121,25 @@ class SelfAttention(nn.Module):
         else:
             y = F.scaled_dot_product_attention(q, k, v, attn_mask=key_mask, dropout_p=p)
         y = y.transpose(1, 2).reshape(B, T, H)  # re-assemble the heads side by side
-        return self.proj(y)
+        return self.proj(y if real is None else real.unpad(y))  # (B, T, H) or (N, H)
 
 
     def project_qkv(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Q, K and V, each (B, T, H), from one fused (3H, H) weight.
 
-        One product of width 3H is the fast way everywhere but in fp32 inference on CPUs, where
-        the library measured three products of width H, on row slices (views) of the same
-        weight, 1-14% faster (H=384 to 1024, 256 to 4096 tokens, on an AMD EPYC with AVX-512);
-        with gradients the split was no faster, so training keeps the fused product."""
+        Training and low-precision inference take one product of width 3H. fp32 inference on a
+        CPU takes three products of width H on row slices (views) of the same weight, the
+        products transformers runs: there both implementations are bound by fp32 matrix products
+        at the library's peak, and the library measured the fused product 5% faster to 6% slower
+        than the three, by shape (AMD EPYC with AVX-512, H 384 to 1024, 256 to 4096 tokens).
+        Running the reference's products leaves no shape where ours loses on them.
+        """
         H = x.shape[-1]
         w, b = self.qkv.weight, self.qkv.bias
         if (x.device.type == "cpu" and w.dtype == torch.float32 and not torch.is_grad_enabled()
                 and not torch.is_autocast_enabled("cpu")):
             return tuple(F.linear(x, w_i, b_i) for w_i, b_i in zip(w.split(H), b.split(H)))
-        return self.qkv(x).split(H, dim=2)
+        return self.qkv(x).split(H, dim=-1)
 
 
 class FeedForward(nn.Module):
@@ -141,8 +166,8 @@ class EncoderLayer(nn.Module):
         self.mlp_norm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
         self.dropout = nn.Dropout(config.hidden_dropout_prob)
 
-    def forward(self, x: torch.Tensor, key_mask: torch.Tensor | None) -> torch.Tensor:
-        x = self.attn_norm(x + self.dropout(self.attn(x, key_mask)))
+    def forward(self, x: torch.Tensor, key_mask: torch.Tensor | None, real: RealTokens | None = None) -> torch.Tensor:
+        x = self.attn_norm(x + self.dropout(self.attn(x, key_mask, real)))
         return self.mlp_norm(x + self.dropout(self.mlp(x)))
 
 
@@ -154,6 +179,9 @@ class XLMRModel(nn.Module):
         self.config = config
         self.embeddings = Embeddings(config)
         self.layers = nn.ModuleList(EncoderLayer(config, manual_attention) for _ in range(config.num_hidden_layers))
+        # Inference on padded batches runs on the real tokens alone (RealTokens); off for compiled
+        # layers, whose graphs are kept to bucketed (B, T) shapes.
+        self.skip_padding = True
 
     def set_manual_attention(self, manual: bool) -> None:
         for layer in self.layers:
@@ -164,10 +192,15 @@ class XLMRModel(nn.Module):
         if attention_mask is None:
             attention_mask = input_ids.ne(self.config.pad_token_id)
         key_mask = None if no_padding(attention_mask) else attention_mask.bool()[:, None, None, :]  # (B, 1, 1, T)
-        x = self.embeddings(input_ids, token_type_ids)
+        # Only without gradients: training keeps the padded shapes its figures were measured with.
+        real = (RealTokens(attention_mask) if key_mask is not None and self.skip_padding
+                and not torch.is_grad_enabled() else None)
+        x = self.embeddings(input_ids, token_type_ids)  # (B, T, H)
+        if real is not None:
+            x = real.unpad(x)  # (N, H)
         for layer in self.layers:
-            x = layer(x, key_mask)
-        return x
+            x = layer(x, key_mask, real)
+        return x if real is None else real.pad(x)  # (B, T, H)
 
 
 class XLMRForTokenClassification(nn.Module):
