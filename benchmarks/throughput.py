@@ -198,6 +198,7 @@ def parse_args(argv=None):
     p.add_argument("--batch-sizes", nargs="+", type=int, default=None, help="default: 8 32 (GPU: 8 32 64)")
     p.add_argument("--seq-lens", nargs="+", type=int, default=None, help="default: 32 128 (GPU: 128 256 512)")
     p.add_argument("--data-dir", help="PAN-X folder: adds real German batches as a cell")
+    p.add_argument("--no-grid", action="store_true", help="only the PAN-X cells (needs --data-dir)")
     p.add_argument("--panx-batches", type=int, default=8, help="PAN-X batches per cell (a block runs them all)")
     p.add_argument("--spm", type=Path, default=Path(__file__).resolve().parents[2] / "shared/models/xlm-roberta-tokenizer/sentencepiece.bpe.model",
                    help="SentencePiece model for the PAN-X batches")
@@ -206,6 +207,8 @@ def parse_args(argv=None):
     p.add_argument("--rounds", type=int, default=2)
     p.add_argument("--output-dir", type=Path, default=Path("runs/throughput"))
     args = p.parse_args(argv)
+    if args.no_grid and not args.data_dir:
+        p.error("--no-grid leaves no cells without --data-dir")
     gpu = torch.device(args.device).type == "cuda"
     args.sizes = args.sizes or (list(SIZES) if gpu else ["e5-small", "xlm-roberta-base"])
     args.batch_sizes = args.batch_sizes or ([8, 32, 64] if gpu else [8, 32])
@@ -222,7 +225,8 @@ def main(argv=None) -> int:
     print(info["summary"])
     panx = panx_cells(args.data_dir, args.spm, args.panx_batches) if args.data_dir else {}
     vocab = min(SIZES[size]["vocab_size"] for size in args.sizes)  # random ids valid for every size
-    cells = {mode: [grid_cell(b, t, vocab) for b in args.batch_sizes for t in args.seq_lens]
+    grid = [] if args.no_grid else [(b, t) for b in args.batch_sizes for t in args.seq_lens]
+    cells = {mode: [grid_cell(b, t, vocab) for b, t in grid]
              + ([panx[mode]] if mode in panx else []) for mode in args.modes}
     units = len(args.sizes) * len(precisions) * sum(map(len, cells.values())) * args.rounds * len(args.impls)
     rows = []
