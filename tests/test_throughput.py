@@ -89,3 +89,9 @@ def test_ratio_names_the_rounds_won():
     assert ratio(ours, other) == "1.02x (2/3)"  # 102/100; ahead in rounds 1 and 3
     assert ratio(other, ours) == "0.98x (below 1) (1/3)"
     assert ratio({"tokens_per_s": 3.0}, {"tokens_per_s": 2.0}) == "1.50x"  # one round: no count
+
+
+def test_no_grid_needs_pan_x(capsys):
+    with pytest.raises(SystemExit):
+        throughput.parse_args(["--no-grid"])
+    assert "--no-grid leaves no cells without --data-dir" in capsys.readouterr().err
