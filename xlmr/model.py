@@ -43,9 +43,9 @@ def no_padding(attention_mask: torch.Tensor) -> bool:
 class RealTokens:
     """Where the N real tokens of a padded (B, T) batch sit, so that the work done token by token
     (projections, feed-forward, LayerNorm: nearly all of a layer's FLOPs) runs on those N alone,
-    and the batch is padded again only around attention. On length-sorted PAN-X batches a fifth
-    or more of the positions can be padding; the real tokens' values are unchanged (padding is
-    never attended to), and padding positions come out as zeros."""
+    and the batch is padded again only around attention. Batches not sorted by length can be a
+    fifth or more padding (a whole length-sorted PAN-X pass is ~4%); the real tokens' values are
+    unchanged (padding is never attended to), and padding positions come out as zeros."""
 
     def __init__(self, attention_mask: torch.Tensor):
         self.B, self.T = attention_mask.shape
@@ -123,9 +123,8 @@ class SelfAttention(nn.Module):
         y = y.transpose(1, 2).reshape(B, T, H)  # re-assemble the heads side by side
         return self.proj(y if real is None else real.unpad(y))  # (B, T, H) or (N, H)
 
-
     def project_qkv(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """Q, K and V, each (B, T, H), from one fused (3H, H) weight.
+        """Q, K and V, each shaped like x ((B, T, H) or (N, H)), from one fused (3H, H) weight.
 
         Training and low-precision inference take one product of width 3H. fp32 inference on a
         CPU takes three products of width H on row slices (views) of the same weight, the
