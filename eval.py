@@ -20,11 +20,13 @@ from pathlib import Path
 
 import torch
 
-from evaluation.reports import format_rows, write_json_atomic
+from evaluation.reports import format_rows, write_json_atomic, write_text_atomic
 from loaders.panx import PanxError, check_lang
 from training import RunError
 from xlmr.compile import COMPILE_CHOICES, compile_if_chosen
+from xlmr.decoding import DECODINGS
 from xlmr.precision import AMP_CHOICES, amp_dtype_for, cast_linears_for_inference
+from xlmr.tokenizer import UNSPACED
 from xlmr.weights import CheckpointError
 
 COMMANDS = ("test", "tag", "errors", "experiments", "sweep", "serve")
@@ -55,13 +57,14 @@ def cmd_test(args) -> int:
     for lang in args.langs:
         check_lang(lang)
     model, tokenizer, device, amp = load_for_cli(args, tokenizer_file=args.tokenizer)
-    results = {"model": str(args.model), "split": args.split, "full_splits": args.full_splits, "langs": {}}
+    results = {"model": str(args.model), "split": args.split, "full_splits": args.full_splits,
+               "decode": args.decode, "unspaced": args.unspaced, "langs": {}}
     for lang in args.langs:
         encoded = encode_panx(panx_splits(lang, args.data_dir, args.full_splits), tokenizer,
-                              max_length=args.max_length)[args.split]
+                              max_length=args.max_length, unspaced=args.unspaced)[args.split]
         t0 = time.perf_counter()
         r = evaluate(model, encoded, model.config.id2label, args.batch_size, device, amp, progress=True,
-                     desc=f"{lang} {args.split}", report=True)
+                     desc=f"{lang} {args.split}", report=True, decode=args.decode)
         r["seconds"] = time.perf_counter() - t0
         print(f"\n== {lang} ({r['sentences']} sentences): F1 {r['f1']:.4f}\n{r['report_text']}")
         results["langs"][lang] = r
@@ -84,9 +87,8 @@ def cmd_tag(args) -> int:
     if not texts:
         raise ValueError("nothing to tag; give texts as arguments or --file")
     model, tokenizer, device, amp = load_for_cli(args)
-    tagger = Tagger(model, tokenizer, device, amp, args.max_length, args.stride,
-                    args.batch_size)
-    results = tagger(texts, aggregation=args.aggregation)
+    tagger = Tagger(model, tokenizer, device, amp, args.max_length, args.stride, args.batch_size, args.unspaced)
+    results = tagger(texts, aggregation=args.aggregation, decode=args.decode)
     for n, r in enumerate(results):
         print(f"\n== text {n + 1}: {len(r.words)} words, {len(r.tokens)} tokens")
         if not args.no_tokens:
@@ -94,7 +96,7 @@ def cmd_tag(args) -> int:
                     for t, w, g, s in zip(r.tokens, r.token_words, r.token_tags, r.token_scores)]
             print(format_rows(rows, ["token", "word", "tag", "score"]))
         ents = [{"type": e.type, "text": e.text, "start": e.start, "end": e.end, "score": e.score} for e in r.entities]
-        print(f"\nentities ({args.aggregation}):" if ents else "\nno entities")
+        print(f"\nentities ({args.aggregation}, {args.decode}):" if ents else "\nno entities")
         if ents:
             print(format_rows(ents, ["type", "text", "start", "end", "score"]))
     if args.output:
@@ -116,47 +118,17 @@ def cmd_errors(args) -> int:
     parts = []
     for lang in args.langs:
         ds = panx_splits(lang, args.data_dir, args.full_splits)
-        parts.append(encode_panx(DatasetDict({args.split: ds[args.split]}), tokenizer)[args.split])  # only the split analysed
+        # Only the split analysed.
+        parts.append(encode_panx(DatasetDict({args.split: ds[args.split]}), tokenizer, unspaced=args.unspaced)[args.split])
     for token in args.token:
         if tokenizer.convert_tokens_to_ids([token])[0] == tokenizer.unk_id and token != "<unk>":
             raise ValueError(f"{token!r} is not a sub-word of the vocabulary (sub-words that start a word "
                              f"begin with '▁', e.g. '▁(')")
     out_dir = Path(args.output_dir) if args.output_dir else Path(args.model) / "errors"
     print(error_analysis(model, concatenate_datasets(parts), tokenizer, out_dir, args.top, args.token,
-                         args.batch_size, device, amp))
+                         args.batch_size, device, amp, args.decode))
     print(f"wrote {out_dir}")
     return 0
-
-
-def cmd_experiments(args) -> int:
-    from experiments.crosslingual import Settings, run_all
-
-    settings = Settings(model=args.model, root=Path(args.output_dir), data_dir=args.data_dir, only=tuple(args.only),
-                        curve_sizes=tuple(args.curve_sizes), quick=args.quick, epochs=args.epochs, seed=args.seed,
-                        amp=args.amp, device=args.device, full_splits=args.full_splits,
-                        no_progress=args.no_progress, drop_weights=args.drop_weights)
-    run_all(settings)
-    print(f"wrote {settings.root}")
-    return 0
-
-
-def add_experiments_command(sub, common) -> None:
-    from experiments.crosslingual import CURVE_SIZES, EXPERIMENTS
-
-    x = sub.add_parser("experiments", help="the cross-lingual table and the French learning curve (resumable)")
-    common(x)
-    x.add_argument("--data-dir", default=None)
-    x.add_argument("--output-dir", default="runs/experiments")
-    x.add_argument("--only", nargs="+", default=list(EXPERIMENTS), choices=EXPERIMENTS, help="which parts to run")
-    x.add_argument("--quick", action="store_true",
-                   help="CPU preset: 1 epoch for runs on whole language sets (the curve keeps 3)")
-    x.add_argument("--epochs", type=int, default=None, help="epochs for every run (overrides the recipe and --quick)")
-    x.add_argument("--curve-sizes", type=int, nargs="+", default=list(CURVE_SIZES))
-    x.add_argument("--seed", type=int, default=42)
-    x.add_argument("--full-splits", action="store_true")
-    x.add_argument("--no-progress", action="store_true")
-    x.add_argument("--drop-weights", action="store_true",
-                   help="delete each run's model.safetensors once tested (~0.45 GB each for e5-small), except de's")
 
 
 def cmd_sweep(args) -> int:
@@ -165,42 +137,49 @@ def cmd_sweep(args) -> int:
 
     test_sets = find_test_sets(Path(args.data_dir), args.langs)
     summaries = {}
+    decodes = tuple(dict.fromkeys(args.decode))
     for model_dir in map(Path, args.model):
         model, tokenizer, device, amp = load_for_cli(args, str(model_dir))
         out_dir = Path(args.output_dir) / model_dir.name if args.output_dir else model_dir / "sweep"
         print(f"== {model_dir}: {len(test_sets)} languages -> {out_dir}")
         t0 = time.perf_counter()
-        results = sweep(model, tokenizer, test_sets, out_dir, args.batch_size, device, amp, args.chunk_sentences)
-        summary = summarise(results, args.train_langs or trained_langs(model_dir))
-        summary["seconds"] = time.perf_counter() - t0
-        write_sweep_reports(summary, out_dir)
-        rows = [{k: r[k] for k in ("lang", "name", "script", "sentences", "entities", "precision", "recall", "f1")}
-                for r in summary["rows"]]
-        print(format_rows(rows, list(rows[0])))
-        print(f"{mean_line(summary)}; {summary['seconds']:.0f} s\nwrote {out_dir}")
-        summaries[model_dir.name] = summary
+        by_decode = sweep(model, tokenizer, test_sets, out_dir, args.batch_size, device, amp, args.chunk_sentences,
+                          decodes=decodes, unspaced=args.unspaced)
+        seconds = time.perf_counter() - t0
+        for decode, results in by_decode.items():
+            folder = out_dir if len(decodes) == 1 else out_dir / decode
+            summary = summarise(results, args.train_langs or trained_langs(model_dir))
+            summary |= {"decode": decode, "unspaced": args.unspaced, "seconds": seconds}
+            write_sweep_reports(summary, folder)
+            columns = ["lang", "name", "script", "sentences", "entities", "precision", "recall", "f1"]
+            print(f"-- decoding: {decode}, Han/kana: {args.unspaced}\n{format_rows(summary['rows'], columns)}")
+            print(f"{mean_line(summary)}; {seconds:.0f} s\nwrote {folder}")
+            summaries[model_dir.name + ("" if len(decodes) == 1 else f" {decode}")] = summary
     if len(summaries) > 1:
         table = side_by_side(summaries)
         print("\n" + table)
         if args.compare_output:
-            from evaluation.reports import write_text_atomic
-
             write_text_atomic(Path(args.compare_output), table)
             print(f"wrote {args.compare_output}")
     return 0
 
 
 def cmd_serve(args) -> int:
-    from serving.server import build_service, serve
+    import os
 
+    from serving.server import API_KEY_ENV, build_service, check_exposure, serve
+
+    api_key = args.api_key or os.environ.get(API_KEY_ENV) or None
+    check_exposure(args.host, api_key, args.no_auth)
     service = build_service(args.model, args.device, args.amp, args.max_batch, args.max_wait_ms,
-                            batching=not args.no_batching)
+                            batching=not args.no_batching, decode=args.decode, max_queued_texts=args.max_queue,
+                            deadline_s=args.deadline, api_key=api_key)
     serve(service, args.host, args.port)
     return 0
 
 
 def add_serve_command(sub, common) -> None:
-    v = sub.add_parser("serve", help="an HTTP tagging service and its page (needs the serve extra: uvicorn)")
+    v = sub.add_parser("serve", help="an HTTP tagging service and its page (needs the serve extra)")
     common(v)
     v.add_argument("--host", default="127.0.0.1", help="address to bind (default: this machine only)")
     v.add_argument("--port", type=int, default=8000)
@@ -208,11 +187,18 @@ def add_serve_command(sub, common) -> None:
     v.add_argument("--max-wait-ms", type=float, default=0.0,
                    help="how long a batch waits for more requests once the model is free (0: it starts at once)")
     v.add_argument("--no-batching", action="store_true", help="tag every request alone")
+    v.add_argument("--max-queue", type=int, default=256,
+                   help="texts that may wait at once; past that, requests get 503 with Retry-After")
+    v.add_argument("--deadline", type=float, default=10.0, help="seconds a request may wait before a 503")
+    v.add_argument("--api-key", default=None,
+                   help="require 'Authorization: Bearer KEY' on /api/tag (or set $XLMR_NER_API_KEY); needed to "
+                        "bind beyond 127.0.0.1")
+    v.add_argument("--no-auth", action="store_true", help="serve beyond 127.0.0.1 without an API key")
 
 
 def add_sweep_command(sub, common) -> None:
     w = sub.add_parser("sweep", help="zero-shot F1 on the test set of every language in a folder (resumable)")
-    common(w, with_model=False, compiles=True)
+    common(w, with_model=False, compiles=True, decodings="+")
     w.add_argument("--model", nargs="+", required=True, help="checkpoint folder(s); several give a side-by-side table")
     w.add_argument("--data-dir", required=True, help="folder of test-<lang>.tsv files, e.g. ../shared/data/panx-xtreme")
     w.add_argument("--langs", nargs="+", default=None, help="languages to sweep (default: every test file there)")
@@ -225,19 +211,25 @@ def add_sweep_command(sub, common) -> None:
     w.add_argument("--compare-output", default=None, help="with several models: write the side-by-side table here")
 
 
-def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    sub = p.add_subparsers(dest="command", required=True)
 
-    def common(q, with_model=True, compiles=False):
-        if with_model:
-            q.add_argument("--model", required=True, help="our checkpoint folder (as written by train_loop.py)")
-        q.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-        q.add_argument("--amp", default="auto", choices=AMP_CHOICES)
-        if compiles:
-            q.add_argument("--compile", default="auto", choices=COMPILE_CHOICES,
-                           help="torch.compile the encoder layers (auto: where measured to help)")
+def common_flags(q, with_model=True, compiles=False, decodings=None) -> None:
+    """The flags every command shares: the checkpoint, device, precision and decoding."""
+    if with_model:
+        q.add_argument("--model", required=True, help="our checkpoint folder (as written by train_loop.py)")
+    q.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    q.add_argument("--amp", default="auto", choices=AMP_CHOICES)
+    q.add_argument("--decode", default=["viterbi"] if decodings else "viterbi", choices=DECODINGS, nargs=decodings,
+                   help="word scores to tags: viterbi = the best valid IOB2 sequence (default), argmax = each word "
+                        "alone (the book's)" + ("; several share one forward pass" if decodings else ""))
+    q.add_argument("--unspaced", default="runs", choices=UNSPACED,
+                   help="Han/kana words: runs = each run tokenised as one string (default), "
+                        "words = each word alone (the book's)")
+    if compiles:
+        q.add_argument("--compile", default="auto", choices=COMPILE_CHOICES,
+                       help="torch.compile the encoder layers (auto: where measured to help)")
 
+
+def add_test_and_errors_commands(sub, common) -> None:
     t = sub.add_parser("test", help="test F1 per language and seqeval reports (the default command)")
     common(t, compiles=True)
     t.add_argument("--langs", nargs="+", default=list(PANX_LANGS))
@@ -249,6 +241,19 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--max-length", type=int, default=512)
     t.add_argument("--output", default=None, help="write the scores and reports to this JSON file")
 
+    e = sub.add_parser("errors", help="error analysis on a validation split: token losses, confusion matrix")
+    common(e, compiles=True)
+    e.add_argument("--langs", nargs="+", default=["de"], help="languages whose split is analysed together")
+    e.add_argument("--data-dir", default=None)
+    e.add_argument("--split", default="validation", choices=["train", "validation", "test"])
+    e.add_argument("--full-splits", action="store_true")
+    e.add_argument("--batch-size", type=int, default=64)
+    e.add_argument("--top", type=int, default=10, help="rows per table and sentences shown")
+    e.add_argument("--token", action="append", default=[], help="also show sentences containing this sub-word, e.g. '▁('")
+    e.add_argument("--output-dir", default=None, help="where tables and the PNG go (default: <model>/errors)")
+
+
+def add_tag_command(sub, common) -> None:
     g = sub.add_parser("tag", help="tag raw text: sub-word tags and entities with character offsets")
     common(g)
     g.add_argument("texts", nargs="*", help="texts to tag (or --file)")
@@ -262,20 +267,18 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--no-tokens", action="store_true", help="print the entities only, not the token table")
     g.add_argument("--output", default=None, help="write tokens and entities to this JSON file")
 
-    e = sub.add_parser("errors", help="error analysis on a validation split: token losses, confusion matrix")
-    common(e, compiles=True)
-    e.add_argument("--langs", nargs="+", default=["de"], help="languages whose split is analysed together")
-    e.add_argument("--data-dir", default=None)
-    e.add_argument("--split", default="validation", choices=["train", "validation", "test"])
-    e.add_argument("--full-splits", action="store_true")
-    e.add_argument("--batch-size", type=int, default=64)
-    e.add_argument("--top", type=int, default=10, help="rows per table and sentences shown")
-    e.add_argument("--token", action="append", default=[], help="also show sentences containing this sub-word, e.g. '▁('")
-    e.add_argument("--output-dir", default=None, help="where tables and the PNG go (default: <model>/errors)")
 
-    add_experiments_command(sub, common)
-    add_sweep_command(sub, common)
-    add_serve_command(sub, common)
+def build_parser(with_experiments: bool = True) -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = p.add_subparsers(dest="command", required=True)
+    add_test_and_errors_commands(sub, common_flags)
+    add_tag_command(sub, common_flags)
+    if with_experiments:
+        from experiments.command import add_experiments_command  # loads the training side
+
+        add_experiments_command(sub, common_flags)
+    add_sweep_command(sub, common_flags)
+    add_serve_command(sub, common_flags)
     return p
 
 
@@ -283,8 +286,8 @@ def main(argv=None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if not argv or argv[0] not in COMMANDS + ("-h", "--help"):
         argv = ["test", *argv]  # `python eval.py --model DIR --langs ...` is the test command
-    args = build_parser().parse_args(argv)
-    command = {"test": cmd_test, "tag": cmd_tag, "errors": cmd_errors, "experiments": cmd_experiments,
+    args = build_parser(with_experiments=argv[0] in ("experiments", "-h", "--help")).parse_args(argv)
+    command = getattr(args, "run", None) or {"test": cmd_test, "tag": cmd_tag, "errors": cmd_errors,
                "sweep": cmd_sweep, "serve": cmd_serve}[args.command]
     try:
         return command(args)

@@ -73,12 +73,12 @@ def _sentence_blocks(sentences: list[int], outputs, all_ids, tokenizer, id2label
 
 
 def error_analysis(model, dataset, tokenizer, out_dir: Path, top: int = 10, tokens_of_interest=(),
-                   batch_size: int = 64, device="cpu", amp_dtype=None) -> str:
+                   batch_size: int = 64, device="cpu", amp_dtype=None, decode: str = "viterbi") -> str:
     """Writes the tables, the plot and the worst sentences to out_dir, and returns the text
     report (also written as report.txt)."""
     id2label = model.config.id2label
     tags = [id2label[i] for i in range(len(id2label))]
-    outputs = predict(model, dataset, batch_size, device, amp_dtype, progress=True, desc="predict")
+    outputs = predict(model, dataset, batch_size, device, amp_dtype, progress=True, desc="predict", decode=decode)
     all_ids = list(dataset["input_ids"])  # read the column once: row-by-row Arrow access is slow
     rows = token_losses(outputs, all_ids, tokenizer, id2label)
     by_token, by_label = loss_by(rows, "token"), sorted(loss_by(rows, "label"), key=lambda r: -r["mean"])

@@ -18,6 +18,11 @@ def to_seqeval(pred_ids, label_ids, id2label: dict[int, str]) -> tuple[list[list
     return y_pred, y_true
 
 
+def tag_names(tag_ids: list[list[int]], id2label: dict[int, str]) -> list[list[str]]:
+    """Tag-id sequences as seqeval's tag names."""
+    return [[id2label[int(t)] for t in seq] for seq in tag_ids]
+
+
 def entity_scores(y_true: list[list[str]], y_pred: list[list[str]], report: bool = False) -> dict:
     """seqeval's micro-averaged entity P/R/F1; with `report`, its per-type report as a dict and
     as text."""

@@ -21,7 +21,7 @@ from loaders.panx import FEATURES, read_conll
 
 from .predict import predict
 from .reports import write_json_atomic, write_text_atomic
-from .scoring import count_entities, entity_scores, to_seqeval
+from .scoring import count_entities, entity_scores, tag_names
 
 
 def find_test_sets(folder: Path, langs=None) -> dict[str, Path]:
@@ -47,19 +47,23 @@ def trained_langs(model_dir: Path) -> list[str]:
     return json.loads(results.read_text())["config"]["langs"] if results.is_file() else []
 
 
-def encode_test_set(path: Path, lang: str, tokenizer, max_length: int = 512) -> dict[str, list]:
+COLUMNS = ("input_ids", "labels", "word_ids", "word_heads", "ner_tags")
+
+
+def encode_test_set(path: Path, lang: str, tokenizer, max_length: int = 512, unspaced: str = "runs") -> dict[str, list]:
     """A test file's words and gold tags, encoded as `python eval.py` encodes them."""
     from datasets import Dataset, DatasetDict
 
     ds = Dataset.from_dict(read_conll(path, lang), features=FEATURES)
-    encoded = encode_panx(DatasetDict({"test": ds}), tokenizer, max_length)["test"]
-    return {"tokens": list(encoded["tokens"]), "input_ids": list(encoded["input_ids"]),
-            "labels": list(encoded["labels"])}
+    encoded = encode_panx(DatasetDict({"test": ds}), tokenizer, max_length, unspaced=unspaced)["test"]
+    return {key: list(encoded[key]) for key in ("tokens",) + COLUMNS}
 
 
-def score_language(lang: str, data: dict, outputs: list[dict], id2label) -> tuple[dict, str]:
-    """(scores, predictions file text) of one language from its sentences' outputs."""
-    y_pred, y_true = to_seqeval([o["pred"] for o in outputs], [o["labels"] for o in outputs], id2label)
+def score_language(lang: str, data: dict, outputs: list[dict], id2label, decode: str) -> tuple[dict, str]:
+    """(scores, predictions file text) of one language from its sentences' outputs, as decoded
+    by `decode`."""
+    y_pred = tag_names([o["decoded"][decode] for o in outputs], id2label)
+    y_true = tag_names([o["gold"] for o in outputs], id2label)
     scores = entity_scores(y_true, y_pred)
     lines = []
     for words, gold, pred in zip(data["tokens"], y_true, y_pred):
@@ -82,33 +86,39 @@ def chunks(test_sets: dict[str, Path], budget: int) -> list[list[str]]:
 
 
 def sweep(model, tokenizer, test_sets: dict[str, Path], out_dir: Path, batch_size: int = 64, device="cpu",
-          amp_dtype=None, chunk_sentences: int = 40000, max_length: int = 512, progress: bool = True) -> dict:
-    """Scores per language, from `out_dir/langs/` where a language was done before."""
-    (out_dir / "langs").mkdir(parents=True, exist_ok=True)
-    (out_dir / "predictions").mkdir(exist_ok=True)
-    results = {}
-    for lang in test_sets:
-        done = out_dir / "langs" / f"{lang}.json"
-        if done.is_file():
-            results[lang] = json.loads(done.read_text())
-    todo = {lang: p for lang, p in test_sets.items() if lang not in results}
+          amp_dtype=None, chunk_sentences: int = 40000, max_length: int = 512, progress: bool = True,
+          decodes: tuple[str, ...] = ("viterbi",), unspaced: str = "runs") -> dict[str, dict]:
+    """Scores per decoding and language, from each decoding's `langs/` folder where a language
+    was done before. One decoding writes into out_dir; several share each forward pass and
+    write into out_dir/<decoding>."""
+    dirs = {d: out_dir if len(decodes) == 1 else out_dir / d for d in decodes}
+    results = {d: {} for d in decodes}
+    for d, folder in dirs.items():
+        (folder / "langs").mkdir(parents=True, exist_ok=True)
+        (folder / "predictions").mkdir(exist_ok=True)
+        for lang in test_sets:
+            done = folder / "langs" / f"{lang}.json"
+            if done.is_file():
+                results[d][lang] = json.loads(done.read_text())
+    todo = {lang: p for lang, p in test_sets.items() if any(lang not in results[d] for d in decodes)}
     for group in tqdm(chunks(todo, chunk_sentences), desc="language chunks", disable=not progress):
         t0 = time.perf_counter()
-        data = {lang: encode_test_set(todo[lang], lang, tokenizer, max_length) for lang in group}
-        pooled = {"input_ids": [x for lang in group for x in data[lang]["input_ids"]],
-                  "labels": [x for lang in group for x in data[lang]["labels"]]}
+        data = {lang: encode_test_set(todo[lang], lang, tokenizer, max_length, unspaced) for lang in group}
+        pooled = {key: [x for lang in group for x in data[lang][key]] for key in COLUMNS}
         outputs = predict(model, pooled, batch_size, device, amp_dtype, indices=range(len(pooled["input_ids"])),
-                          progress=progress, desc=" ".join(group))
+                          progress=progress, desc=" ".join(group), decode=decodes)
         start = 0
         for lang in group:
             n = len(data[lang]["input_ids"])
-            result, predictions = score_language(lang, data[lang], outputs[start:start + n], model.config.id2label)
+            for d, folder in dirs.items():
+                result, predictions = score_language(lang, data[lang], outputs[start:start + n],
+                                                     model.config.id2label, d)
+                result["seconds"] = (time.perf_counter() - t0) * n / len(outputs)  # the chunk's time, shared by size
+                write_text_atomic(folder / "predictions" / f"test-{lang}.tsv", predictions)
+                write_json_atomic(folder / "langs" / f"{lang}.json", result)
+                results[d][lang] = result
             start += n
-            result["seconds"] = (time.perf_counter() - t0) * n / len(outputs)  # the chunk's time, shared by size
-            write_text_atomic(out_dir / "predictions" / f"test-{lang}.tsv", predictions)
-            write_json_atomic(out_dir / "langs" / f"{lang}.json", result)
-            results[lang] = result
-    return {lang: results[lang] for lang in test_sets}
+    return {d: {lang: results[d][lang] for lang in test_sets} for d in decodes}
 
 
 def summarise(results: dict[str, dict], train_langs=()) -> dict:

@@ -10,15 +10,16 @@ import warnings
 from datasets import DatasetDict
 
 from xlmr.config import TAGS
+from xlmr.decoding import inside_ids
+from xlmr.model import IGNORE_INDEX
 from xlmr.tokenizer import XLMRTokenizer
 
-IGNORE = -100
+IGNORE = IGNORE_INDEX
 
 
 def inside_tag_ids(tags=TAGS) -> list[int]:
     """For each tag id, the id of its I- form (B-PER -> I-PER); O and I- tags map to themselves."""
-    index = {t: i for i, t in enumerate(tags)}
-    return [index.get("I-" + t[2:], i) if t.startswith("B-") else i for i, t in enumerate(tags)]
+    return inside_ids(list(tags))
 
 
 def align_labels(word_ids: list[int | None], word_labels: list[int], label_all_subwords: bool = False,
@@ -39,20 +40,23 @@ def align_labels(word_ids: list[int | None], word_labels: list[int], label_all_s
 
 
 def encode_panx(ds: DatasetDict, tokenizer: XLMRTokenizer, max_length: int = 512,
-                label_all_subwords: bool = False) -> DatasetDict:
-    """Adds input_ids, labels and word_ids (-1 for special tokens) to every split. Sentences longer
-    than max_length are truncated, never dropped, and counted in a warning."""
+                label_all_subwords: bool = False, unspaced: str = "runs") -> DatasetDict:
+    """Adds input_ids, labels, word_ids (-1 for special tokens) and word_heads (the token that
+    carries each word's label; see Encoding) to every split. Runs of Han/kana words are tokenised
+    as one string unless unspaced="words"; a piece then carries the tag of the word it starts in.
+    Sentences longer than max_length are truncated, never dropped, and counted in a warning."""
     inside = inside_tag_ids()
     truncated = []
 
     def encode(batch):
-        encodings = tokenizer.encode_words_batch(batch["tokens"], max_length=max_length)
+        encodings = tokenizer.encode_words_batch(batch["tokens"], max_length=max_length, unspaced=unspaced)
         truncated.extend(e.truncated for e in encodings if e.truncated)
         return {
             "input_ids": [e.input_ids for e in encodings],
             "labels": [align_labels(e.word_ids, tags, label_all_subwords, inside)
                        for e, tags in zip(encodings, batch["ner_tags"])],
             "word_ids": [[-1 if w is None else w for w in e.word_ids] for e in encodings],
+            "word_heads": [e.word_heads for e in encodings],
         }
 
     # No cache: the truncation count is gathered as the function runs.

@@ -1,12 +1,15 @@
 """Turning logits into seqeval's tag lists, and F1 through `evaluate` with oracle models."""
 from __future__ import annotations
 
+from types import SimpleNamespace
+
 import torch
 from datasets import Dataset
 from seqeval.metrics import f1_score
 
 from evaluation.predict import evaluate
 from evaluation.scoring import to_seqeval
+from xlmr.model import XLMRForTokenClassification
 
 ID2LABEL = dict(enumerate(["O", "B-PER", "I-PER", "B-ORG", "I-ORG", "B-LOC", "I-LOC"]))
 
@@ -19,11 +22,15 @@ def test_to_seqeval_drops_ignored_positions():
 
 
 class Oracle(torch.nn.Module):
-    """Predicts a fixed tag per input id: the gold tag, or a corrupted one."""
+    """Predicts a fixed tag per input id: the gold tag, or a corrupted one. The loss and the
+    decoding are the real head's."""
+    loss = staticmethod(XLMRForTokenClassification.loss)
+    decode = XLMRForTokenClassification.decode
 
     def __init__(self, table: dict[int, int]):
         super().__init__()
         self.table = table
+        self.config = SimpleNamespace(id2label=ID2LABEL)
 
     def forward(self, input_ids, attention_mask=None):
         logits = torch.zeros(*input_ids.shape, 7)

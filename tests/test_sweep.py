@@ -49,9 +49,60 @@ def f1_of(summary):
     return {r["lang"]: r["f1"] for r in summary["rows"]}
 
 
-def test_sweep_f1_equals_eval_test(tiny, small_xtreme, tmp_path):
+@pytest.fixture(scope="module")
+def trained(tiny, small_xtreme, tmp_path_factory) -> Path:
+    """The tiny model trained for a few epochs on the 40 German sentences it is then tested on:
+    half learnt by heart, so its F1 is well off both 0 and 1 and a wrong word or tag shows."""
+    import train_loop
+    from training import loop
+
+    out = tmp_path_factory.mktemp("trained") / "de"
+    args = ["--langs", "de", "--eval-langs", "de", "--model", str(tiny), "--data-dir", str(small_xtreme),
+            "--full-splits", "--output-dir", str(out), "--batch-size", "4", "--lr", "1e-2", "--epochs", "4",
+            "--amp", "off", "--no-progress"]
+    loop.train(train_loop.config_from(train_loop.build_parser().parse_args(args)))
+    return out
+
+
+def test_sweep_of_a_trained_model_matches_transformers_and_seqeval(trained, small_xtreme, tmp_path):
+    """Independent of our encoder, tokenizer glue and scoring: the checkpoint exported to
+    Hugging Face, run by transformers on the words (is_split_into_words, first sub-word's
+    argmax) and scored by seqeval, gives the sweep's F1 with --decode argmax."""
+    import torch
+    from seqeval.metrics import f1_score
+    from transformers import AutoModelForTokenClassification, AutoTokenizer
+
+    from loaders.panx import read_conll
+    from xlmr.weights import export_hf, load_model
+
+    summary = sweep(trained, small_xtreme, tmp_path / "sweep", "de", "fr", extra=["--decode", "argmax"])
+    export_hf(load_model(trained), tmp_path / "hf", tokenizer_file=trained / "sentencepiece.bpe.model")
+    tok = AutoTokenizer.from_pretrained(tmp_path / "hf")
+    hf = AutoModelForTokenClassification.from_pretrained(tmp_path / "hf").eval()
+    for lang in ("de", "fr"):
+        data = read_conll(small_xtreme / f"test-{lang}.tsv", lang)
+        y_true, y_pred = [], []
+        for words, tags in zip(data["tokens"], data["ner_tags"]):
+            enc = tok(words, is_split_into_words=True, return_tensors="pt")
+            with torch.no_grad():
+                best = hf(**enc).logits[0].argmax(-1).tolist()
+            first = {}
+            for position, w in enumerate(enc.word_ids()):
+                if w is not None and w not in first:
+                    first[w] = best[position]
+            y_pred.append([hf.config.id2label[first[w]] for w in range(len(words))])
+            y_true.append([hf.config.id2label[t] for t in tags])
+        reference = f1_score(y_true, y_pred)
+        if lang == "de":
+            assert 0.15 < reference < 0.95, reference  # neither all wrong nor all right
+        assert f1_of(summary)[lang] == pytest.approx(reference, abs=1e-9)
+
+
+def test_sweep_f1_equals_eval_test(trained, small_xtreme, tmp_path):
+    tiny = trained  # a model with an F1 well off 0
     summary = sweep(tiny, small_xtreme, tmp_path / "sweep")
     assert sorted(f1_of(summary)) == sorted(LANGS)
+    assert f1_of(summary)["de"] > 0.15
     assert ev.main(["test", "--model", str(tiny), "--langs", "de", "fr", "--data-dir", str(small_xtreme),
                     "--full-splits", "--amp", "off", "--output", str(tmp_path / "test.json")]) == 0
     test = json.loads((tmp_path / "test.json").read_text())
@@ -109,3 +160,37 @@ def test_summary_by_hand():
     assert "XTREME's 40 without af, ar" in mean_line(s)
     table = side_by_side({"en": s, "de": summarise({"de": r(0.9), "en": r(0.5)}, ["de"])})
     assert "| de | Latin | 0.800 | 0.900* |" in table and "| ja | Han+kana | 0.100 | - |" in table
+
+
+@pytest.mark.parametrize("decode", ["viterbi", "argmax"])
+def test_the_same_words_decode_alike_in_eval_test_the_sweep_and_the_tagger(tiny, small_xtreme, tmp_path, decode):
+    """Word tags of de and zh sentences through `eval.py test`'s prediction, the sweep's
+    predictions file and the raw-text tagger are identical (zh goes through the Han runs)."""
+    from datasets import Dataset, DatasetDict
+
+    from evaluation.predict import predict
+    from loaders.align import encode_panx
+    from loaders.panx import FEATURES, read_conll
+    from xlmr.tagger import Tagger
+    from xlmr.tokenizer import XLMRTokenizer
+    from xlmr.weights import load_model
+    from xlmr.words import split_words
+
+    model, tokenizer = load_model(tiny), XLMRTokenizer(tiny)
+    tags = [model.config.id2label[i] for i in range(7)]
+    sweep(tiny, small_xtreme, tmp_path / "sweep", "de", "zh", extra=["--decode", decode])
+    for lang, joiner in (("de", " "), ("zh", "")):
+        ds = Dataset.from_dict(read_conll(small_xtreme / f"test-{lang}.tsv", lang), features=FEATURES)
+        encoded = encode_panx(DatasetDict({"test": ds}), tokenizer)["test"]
+        predicted = [[tags[t] for t in o["words"]] for o in predict(model, encoded, batch_size=5, decode=decode)]
+        lines = (tmp_path / "sweep" / tiny.name / "predictions" / f"test-{lang}.tsv").read_text(encoding="utf-8")
+        swept = [[line.split("\t")[2] for line in block.splitlines()] for block in lines.split("\n\n") if block]
+        assert swept == predicted
+        # The tagger on the sentence as raw text, where its own word split gives back the file's words.
+        texts = [joiner.join(words) for words in ds["tokens"]]
+        same = [i for i, t in enumerate(texts) if [t[a:b] for a, b in split_words(t)] == ds["tokens"][i]]
+        assert len(same) >= 20
+        tagged = Tagger(model, tokenizer)([texts[i] for i in same], decode=decode)
+        assert [t.word_tags for t in tagged] == [predicted[i] for i in same]
+        # Not a vacuous comparison: the random model does predict entities.
+        assert sum(t != "O" for i in same for t in predicted[i]) > 10

@@ -87,6 +87,8 @@ def test_resume_after_sigkill_equals_uninterrupted(tiny, small_panx, tmp_path):
     ra, rb = (json.loads((tmp_path / x / "results.json").read_text()) for x in "ab")
     for key in ("val_loss", "val_f1"):
         assert [e[key] for e in ra["epochs"]] == [e[key] for e in rb["epochs"]]
+    assert rb["config"]["precision"] == ra["config"]["precision"]  # recorded once, reused on resume
+    assert "decided when the run started" in rb["config"]["amp_reason"]
     steps = [json.loads(line)["step"] for line in (tmp_path / "b" / "metrics.jsonl").read_text().splitlines()]
     a_steps = [json.loads(line)["step"] for line in (tmp_path / "a" / "metrics.jsonl").read_text().splitlines()]
     assert steps == a_steps  # no step logged twice after the resume
@@ -103,9 +105,14 @@ def test_ddp_matches_single_process(spm_path, small_panx, tmp_path):
     assert ddp.returncode == 0, ddp.stderr[-3000:]
     one, two = (json.loads((tmp_path / x / "results.json").read_text()) for x in ("one", "two"))
     assert two["config"]["world_size"] == 2
-    assert abs(one["epochs"][0]["val_loss"] - two["epochs"][0]["val_loss"]) < 1e-3
-    assert abs(one["epochs"][0]["val_f1"] - two["epochs"][0]["val_f1"]) < 0.01
-    assert abs(one["test_f1"]["de"] - two["test_f1"]["de"]) < 0.01
+    # Two processes that each take half of every batch train the same weights as one process
+    # (up to float summation order), so every tensor of the checkpoint matches.
+    w1, w2 = (load_file(tmp_path / x / "model.safetensors") for x in ("one", "two"))
+    assert w1.keys() == w2.keys()
+    for name in w1:
+        torch.testing.assert_close(w2[name], w1[name], atol=1e-5, rtol=1e-4, msg=name)
+    assert any(not torch.equal(w, load_file(model / "model.safetensors")[k]) for k, w in w1.items())  # it trained
+    assert abs(one["epochs"][0]["val_loss"] - two["epochs"][0]["val_loss"]) < 1e-4
     files = sorted(p.name for p in (tmp_path / "two").iterdir())
     assert files == ["config.json", "metrics.jsonl", "model.safetensors", "results.json", "sentencepiece.bpe.model"]
     assert ddp.stdout.count("wrote ") == 1  # only rank 0 reports and writes
@@ -119,7 +126,10 @@ def test_bf16_autocast_on_cpu(tiny):
         with torch.autocast("cpu", dtype=torch.bfloat16):
             bf16, _ = model(ids)
     assert bf16.dtype == torch.bfloat16
-    torch.testing.assert_close(bf16.float(), fp32, atol=0.05, rtol=0.05)
+    # bf16 keeps 8 bits of mantissa: measured, the logits differ by ~8e-4 at most (|logits| < 0.3).
+    # A bound a few times that catches a wrong path (a lost mask, a wrong cast) that 0.05 would not.
+    torch.testing.assert_close(bf16.float(), fp32, atol=3e-3, rtol=0)
+    assert (bf16.float() - fp32).abs().max() > 0  # it did run in bf16
 
 
 def test_training_runs_under_bf16(tiny, small_panx, tmp_path):
@@ -150,18 +160,18 @@ def test_bad_input_fails_before_training(case, tiny, spm_path, small_panx, tmp_p
 
 
 def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(tiny, small_panx, tmp_path, monkeypatch):
-    real_ce = loop.F.cross_entropy
+    real_loss = XLMRForTokenClassification.loss
     calls = {"n": 0}
 
     def poisoned(*args, **kwargs):
-        loss = real_ce(*args, **kwargs)
+        loss = real_loss(*args, **kwargs)
         if kwargs.get("reduction") == "sum":  # training steps only
             calls["n"] += 1
             if calls["n"] > 32:  # in the second epoch: 240 sentences make 30 steps of 8
                 return loss * float("nan")
         return loss
 
-    monkeypatch.setattr(loop.F, "cross_entropy", poisoned)
+    monkeypatch.setattr(XLMRForTokenClassification, "loss", staticmethod(poisoned))
     out = tmp_path / "nan"
     args = train_loop.config_from(train_loop.build_parser().parse_args(run_args(tiny, small_panx, out, "--epochs", "2")))
     with pytest.raises(RunError, match="loss is nan at step 33 .epoch 2."):

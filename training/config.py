@@ -9,7 +9,9 @@ from __future__ import annotations
 from dataclasses import MISSING, dataclass, field, fields
 
 from xlmr.compile import COMPILE_CHOICES
+from xlmr.decoding import DECODINGS
 from xlmr.precision import AMP_CHOICES
+from xlmr.tokenizer import UNSPACED
 
 DEFAULT_MODEL = "xlm-roberta-base"
 
@@ -47,6 +49,15 @@ class TrainConfig:
     random_batches: bool = field(default=False, metadata={"help": "plain shuffled batches instead of length-grouped ones"})
     label_all_subwords: bool = field(default=False, metadata={
         "help": "label every sub-word (I- form) instead of the first"})
+    freeze_embeddings: bool = field(default=False, metadata={
+        "help": "keep the pretrained word embeddings fixed: fine-tuning on one language moves only the rows of its "
+                "own sub-words, away from the other languages' (and a step is faster)"})
+    decode: str = field(default="viterbi", metadata={
+        "choices": DECODINGS, "help": "how word scores become tags in validation and test: viterbi = the best "
+        "valid IOB2 sequence (default), argmax = each word alone (the book's)"})
+    unspaced: str = field(default="runs", metadata={
+        "choices": UNSPACED, "help": "Han/kana words (PAN-X writes zh and ja a character per word): runs = each run "
+        "tokenised as one string (default), words = each word alone (the book's)"})
     logging_steps: int = 50
     save_steps: int = field(default=200, metadata={
         "help": "save the training state every N steps (0: epoch ends only)"})

@@ -22,7 +22,6 @@ from pathlib import Path
 
 import torch
 import torch.distributed as dist
-import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 from evaluation.predict import evaluate
@@ -33,12 +32,13 @@ from loaders.collate import PaddingCollator
 from xlmr.compile import bucket_multiple, compile_if_chosen
 from xlmr.config import TAGS
 from xlmr.embedding_grad import RowSparseGrad
-from xlmr.precision import autocast_for, choose, cpu_capability
+from xlmr.precision import autocast_for, cpu_capability, dtype_named
 from xlmr.tokenizer import XLMRTokenizer
 from xlmr.weights import load_model, save_model, tokenizer_file_in
 
 from .config import RunError, TrainConfig
-from .prepare import check_langs, check_output_dir, load_data, prepare_model_folder, setup_distributed
+from .prepare import (check_langs, check_output_dir, decide_precision, load_data, prepare_model_folder,
+                      setup_distributed)
 from .recipe import apply_gradients, build_optimizer, epoch_batches, linear_schedule, row_sparse_embedding
 from .row_adamw import RowAdamW
 from .state import MetricsLog, TrainState, load_state, resumable_state, save_state
@@ -109,9 +109,13 @@ def setup(cfg: TrainConfig) -> Run:
     model = load_model(folder, id2label=dict(enumerate(TAGS)))
     train_set, val_set, test_sets = load_data(cfg, XLMRTokenizer(tokenizer_file))
     model.to(device)
-    amp_dtype, amp_reason = choose(cfg.amp, device)
+    precision = decide_precision(cfg, device, world)
+    amp_dtype, amp_reason = dtype_named(precision["amp"]), precision["reason"]
     _, compile_reason = compile_if_chosen(model, cfg.compile, device)
-    word_grad = row_sparse_embedding(model, world)
+    if cfg.freeze_embeddings:
+        # The pretrained word vectors stay as they are; see TrainConfig.freeze_embeddings.
+        model.encoder.embeddings.word.weight.requires_grad_(False)
+    word_grad = None if cfg.freeze_embeddings else row_sparse_embedding(model, world)
     optimizer = build_optimizer(model, cfg, word_grad)
     lengths = [len(x) for x in train_set["input_ids"]]
     total_steps = len(epoch_batches(cfg, lengths, 0, world * cfg.grad_accum)) * cfg.epochs
@@ -120,7 +124,7 @@ def setup(cfg: TrainConfig) -> Run:
               train_set, val_set, test_sets, amp_dtype, amp_reason, compile_reason,
               torch.amp.GradScaler(device.type) if amp_dtype == torch.float16 else None,
               optimizer, linear_schedule(optimizer, int(cfg.warmup_ratio * total_steps), total_steps),
-              word_grad, lengths, total_steps, None, TrainState())
+              word_grad, lengths, total_steps, None, TrainState(precision=precision))
     if cfg.resume:
         saved = load_state(resumable_state(Path(cfg.resume)), model, optimizer, run.scheduler, run.scaler)
         run.state = TrainState(**saved)
@@ -149,8 +153,7 @@ def train_step(run: Run, global_batch: list[int], columns, collate) -> tuple[flo
         with run.ddp_model.no_sync() if (run.world > 1 and not sync) else torch.enable_grad():
             with autocast_for(device, run.amp_dtype):
                 logits, _ = run.ddp_model(mb["input_ids"], mb["attention_mask"])
-            loss_sum = F.cross_entropy(logits.float().flatten(0, 1), mb["labels"].flatten(),
-                                       ignore_index=IGNORE, reduction="sum")
+            loss_sum = run.model.loss(logits, mb["labels"], reduction="sum")
             # DDP averages gradients over processes; multiply back so the sum stays a sum.
             loss = loss_sum * run.world / n_labelled
             (run.scaler.scale(loss) if run.scaler else loss).backward()
@@ -209,7 +212,7 @@ def validate_and_checkpoint(run: Run, epoch: int) -> None:
     if isinstance(run.optimizer, RowAdamW):
         run.optimizer.materialize()  # untouched embedding rows take the weight decay they owe
     val = evaluate(run.model, run.val_set, run.model.config.id2label, run.cfg.eval_batch_size, run.device,
-                   run.amp_dtype, progress=not run.cfg.no_progress, desc="validation")
+                   run.amp_dtype, progress=not run.cfg.no_progress, desc="validation", decode=run.cfg.decode)
     record = {"epoch": epoch + 1, "step": state.step, "val_loss": val["loss"], "val_f1": val["f1"],
               "eval_seconds": time.perf_counter() - t0}
     state.epochs.append(record)
@@ -235,7 +238,7 @@ def test_best(run: Run) -> dict[str, dict]:
     tests = {}
     for lang, ds in run.test_sets.items():
         r = evaluate(best, ds, best.config.id2label, run.cfg.eval_batch_size, run.device, run.amp_dtype,
-                     progress=not run.cfg.no_progress, desc=f"test {lang}")
+                     progress=not run.cfg.no_progress, desc=f"test {lang}", decode=run.cfg.decode)
         tests[lang] = {"f1": r["f1"], "precision": r["precision"], "recall": r["recall"],
                        "loss": r["loss"], "sentences": r["sentences"]}
         run.log.write(type="test", step=run.state.step, lang=lang, **tests[lang])
@@ -248,6 +251,7 @@ def finish(run: Run, tests: dict[str, dict]) -> dict:
     results = {
         "config": asdict(run.cfg) | {"model_folder": str(run.folder), "world_size": run.world, "device": str(run.device),
                                      "amp_dtype": str(run.amp_dtype), "amp_reason": run.amp_reason,
+                                     "precision": run.state.precision,
                                      "compile_reason": run.compile_reason,
                                      "cpu": cpu_capability() if run.device.type == "cpu" else None,
                                      "train_sentences": len(run.train_set),

@@ -14,9 +14,11 @@ from datasets import concatenate_datasets
 from loaders.align import encode_panx
 from loaders.panx import PanxError, check_lang, panx_splits
 from xlmr.convert import convert
+from xlmr.precision import DTYPE_NAMES, choose, cpu_bf16_attention_by_matmul, use_cpu_bf16_attention_by_matmul
 from xlmr.weights import resolve_folder
 
 from .config import RunError, TrainConfig
+from .state import resumable_state
 
 # Hugging Face folders are converted into the repository's weights/ once, then reused.
 WEIGHTS_DIR = Path(__file__).resolve().parents[1] / "weights"
@@ -76,7 +78,7 @@ def load_data(cfg: TrainConfig, tokenizer):
     cache = {}
     for lang in dict.fromkeys(cfg.langs + cfg.eval_langs):
         cache[lang] = encode_panx(panx_splits(lang, cfg.data_dir, cfg.full_splits), tokenizer, cfg.max_length,
-                                  cfg.label_all_subwords)
+                                  cfg.label_all_subwords, cfg.unspaced)
     train = concatenate_datasets([cache[lang]["train"] for lang in cfg.langs])
     validation = concatenate_datasets([cache[lang]["validation"] for lang in cfg.langs])
     if cfg.num_samples is not None:
@@ -86,3 +88,25 @@ def load_data(cfg: TrainConfig, tokenizer):
         train = train.select(np.sort(keep))
     tests = {lang: cache[lang]["test"] for lang in cfg.eval_langs}
     return train, validation, tests
+
+
+def decide_precision(cfg: TrainConfig, device: torch.device, world: int) -> dict:
+    """The run's precision, decided once: {"amp": "bf16"|"fp16"|"fp32", "reason": ...,
+    "attention_by_matmul": the CPU bf16 attention path or None}. `--amp auto` times matrix
+    products on CPUs, and a busy machine can time them differently from one call to the next,
+    so a resumed run reuses the decision its state recorded, and under DDP rank 0 decides and
+    every rank takes its decision. The attention path is fixed for this process here."""
+    saved = resumable_state(Path(cfg.resume)) if cfg.resume else None
+    decision = json.loads((saved / "state.json").read_text()).get("precision") if saved else None
+    if decision is None and (world == 1 or dist.get_rank() == 0):
+        dtype, reason = choose(cfg.amp, device)
+        by_matmul = cpu_bf16_attention_by_matmul() if device.type == "cpu" and dtype == torch.bfloat16 else None
+        decision = {"amp": DTYPE_NAMES[dtype], "reason": reason, "attention_by_matmul": by_matmul}
+    elif decision is not None:
+        decision = {**decision, "reason": f"{decision['reason']} (decided when the run started)"}
+    if world > 1:
+        shared = [decision]
+        dist.broadcast_object_list(shared, src=0)
+        decision = shared[0]
+    use_cpu_bf16_attention_by_matmul(decision["attention_by_matmul"])
+    return decision

@@ -37,7 +37,8 @@ def build_optimizer(model, cfg: TrainConfig, row_grad: RowSparseGrad | None = No
     (RowAdamW, same results); otherwise PyTorch's fused AdamW, one kernel over all parameters."""
     decay, no_decay = [], []
     for name, p in model.named_parameters():
-        (no_decay if name.endswith(".bias") or "norm." in name else decay).append(p)
+        if p.requires_grad:  # a frozen word embedding is left out
+            (no_decay if name.endswith(".bias") or "norm." in name else decay).append(p)
     groups = [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
     if row_grad is not None:
         return RowAdamW(groups, row_grad, lr=cfg.lr, betas=(0.9, 0.999), eps=1e-8)

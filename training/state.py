@@ -29,6 +29,9 @@ class TrainState:
     tokens: int = 0  # real tokens seen
     padded_tokens: int = 0  # positions computed, padding included
     samples: int = 0
+    # The precision decided when the run started (training.prepare.decide_precision), kept for
+    # --resume: {"amp": "bf16" | "fp16" | "fp32", "reason": ..., "attention_by_matmul": ...}.
+    precision: dict | None = None
 
 
 def save_state(folder: Path, model, optimizer, scheduler, scaler, state: dict) -> None:

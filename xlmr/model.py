@@ -12,7 +12,10 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from .config import XLMRConfig
+from .decoding import TagDecoder
 from .precision import SHORT_ATTENTION, cpu_bf16_attention_by_matmul
+
+IGNORE_INDEX = -100  # the label of tokens that are not scored: later sub-words, <s>, </s>, padding
 
 ACTIVATIONS = {
     "gelu": F.gelu,  # exact (erf) GELU, as BERT and XLM-R were trained
@@ -234,7 +237,21 @@ class XLMRForTokenClassification(nn.Module):
         tokens whose label is not -100."""
         hidden = self.encoder(input_ids, attention_mask, token_type_ids)  # (B, T, H)
         logits = self.classifier(self.dropout(hidden))  # (B, T, C)
-        if labels is None:
-            return logits, None
-        loss = F.cross_entropy(logits.view(-1, logits.shape[-1]).float(), labels.view(-1), ignore_index=-100)
-        return logits, loss
+        return logits, (None if labels is None else self.loss(logits, labels))
+
+    # The one loss and the one decoding of the project: training, prediction, the sweep, the
+    # tagger and the service all call these two.
+    @staticmethod
+    def loss(logits: torch.Tensor, labels: torch.Tensor, reduction: str = "mean") -> torch.Tensor:
+        """Cross-entropy in fp32 over the tokens whose label is not -100 (IGNORE_INDEX):
+        logits (B, T, C), labels (B, T) -> a scalar, or (B, T) with reduction="none" (0 at -100)."""
+        return F.cross_entropy(logits.float().flatten(0, 1), labels.flatten(), ignore_index=IGNORE_INDEX,
+                               reduction=reduction).view(labels.shape if reduction == "none" else ())
+
+    def decode(self, word_scores: list[torch.Tensor], method: str = "viterbi") -> list[list[int]]:
+        """Tag ids per sentence from each word's log-probabilities (n_words, C): constrained
+        IOB2 Viterbi, or the book's per-word argmax (xlmr/decoding.py)."""
+        labels = [self.config.id2label[i] for i in range(len(self.config.id2label))]
+        if getattr(self, "_decoder", None) is None or self._decoder.labels != labels:
+            self._decoder = TagDecoder(labels)
+        return self._decoder(word_scores, method)

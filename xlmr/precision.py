@@ -75,6 +75,14 @@ def cpu_bf16_attention_by_matmul() -> bool:
     return _attention_by_matmul
 
 
+def use_cpu_bf16_attention_by_matmul(by_matmul: bool | None) -> None:
+    """Take an earlier decision instead of measuring (a resumed run, every rank of a DDP run):
+    the same run must not switch attention code because a busy machine timed differently.
+    None forgets it, so the next use measures again."""
+    global _attention_by_matmul
+    _attention_by_matmul = by_matmul
+
+
 def _measure_attention() -> bool:
     if not (cpu_capability()["avx512_bf16"] or cpu_capability()["amx"]):
         return False  # bf16 is emulated there; --amp auto does not choose it
@@ -113,6 +121,14 @@ def choose(name: str, device: torch.device) -> tuple[torch.dtype | None, str]:
     if device.type == "cpu":
         return cpu_choice()
     return None, f"fp32: no autocast choice for {device.type}"
+
+
+DTYPE_NAMES = {None: "fp32", torch.bfloat16: "bf16", torch.float16: "fp16"}
+
+
+def dtype_named(name: str) -> torch.dtype | None:
+    """The autocast dtype of a recorded precision name ("fp32" is None: no autocast)."""
+    return {v: k for k, v in DTYPE_NAMES.items()}[name]
 
 
 def amp_dtype_for(name: str, device: torch.device) -> torch.dtype | None:

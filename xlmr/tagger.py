@@ -1,10 +1,12 @@
 """Tag raw text with a fine-tuned checkpoint: sub-word tags, word tags and entity spans.
 
 The text is cut into words with their character offsets (by script: see words.py), the words
-are encoded with our tokenizer (so every token knows its word id), and a word's tag comes from
-its sub-words' scores by one of three aggregation strategies. Entities are runs of words merged by their B-/I- tags;
-their offsets slice the original text. A text longer than the model's window is tagged in
-overlapping windows cut at word boundaries, and every word takes its tag from the window in
+are encoded with our tokenizer (so every token knows its word id; a run of Han/kana is tokenised
+as one string), a word's label probabilities come from its sub-words' by one of three
+aggregation strategies, and the head's decoding (IOB2 Viterbi by default) turns them into tags,
+as `eval.py test` does. Entities are runs of words merged by their B-/I- tags; their offsets
+slice the original text. A text longer than the model's window is tagged in overlapping windows
+cut at word boundaries (never inside a piece), and every word takes its tag from the window in
 which it sits furthest from an edge, so it sees the most context.
 """
 from __future__ import annotations
@@ -13,6 +15,7 @@ from dataclasses import dataclass, field
 
 import torch
 
+from .decoding import DECODINGS, inside_ids
 from .precision import autocast_for
 from .tokenizer import BOS, EOS, PAD, XLMRTokenizer
 from .words import scan
@@ -103,23 +106,33 @@ def entities_from_tags(text: str, words: list[tuple[int, int]], tags: list[str],
     return entities
 
 
-def aggregate(probs: torch.Tensor, strategy: str) -> tuple[int, float]:
-    """One word's tag id and score from its sub-words' label probabilities (n, C)."""
+def aggregate(probs: torch.Tensor, strategy: str) -> torch.Tensor:
+    """One word's label probabilities (C,) from its sub-words' (n, C)."""
     if strategy == "first":
-        p = probs[0]
-    elif strategy == "average":
-        p = probs.mean(dim=0)
-    elif strategy == "max":
-        p = probs[probs.max(dim=1).values.argmax()]  # the sub-word most sure of its tag decides
-    else:
-        raise ValueError(f"unknown aggregation {strategy!r}; choose from {AGGREGATIONS}")
-    score, tag = p.max(dim=0)
-    return int(tag), float(score)
+        return probs[0]
+    if strategy == "average":
+        return probs.mean(dim=0)
+    if strategy == "max":
+        return probs[probs.max(dim=1).values.argmax()]  # the sub-word most sure of its tag decides
+    raise ValueError(f"unknown aggregation {strategy!r}; choose from {AGGREGATIONS}")
+
+
+def piece_groups(word_pieces: list[list[int]]) -> list[tuple[int, int]]:
+    """[first, end) word ranges that windows must not cut: a word with pieces of its own and the
+    words held inside its last piece (those with none, in a run of Han/kana)."""
+    groups = []
+    for w, pieces in enumerate(word_pieces):
+        if pieces or not groups:
+            groups.append([w, w + 1])
+        else:
+            groups[-1][1] = w + 1
+    return [tuple(g) for g in groups]
 
 
 class Tagger:
     def __init__(self, model, tokenizer: XLMRTokenizer, device="cpu", amp_dtype=None,
-                 max_length: int | None = None, stride: int | None = None, batch_size: int = 16):
+                 max_length: int | None = None, stride: int | None = None, batch_size: int = 16,
+                 unspaced: str = "runs"):
         self.model, self.tokenizer = model.to(device).eval(), tokenizer
         self.device, self.amp_dtype = torch.device(device), amp_dtype
         config = model.config
@@ -131,27 +144,34 @@ class Tagger:
         self.stride = self.budget // 4 if stride is None else stride
         if not 0 <= self.stride < self.budget:
             raise ValueError(f"stride {self.stride} must be in 0..{self.budget - 1} for windows of {self.max_length}")
-        self.batch_size = batch_size
+        self.batch_size, self.unspaced = batch_size, unspaced
         self.id2label = config.id2label
-        self.outside = next((i for i, t in self.id2label.items() if t == "O"), 0)
+        labels = [self.id2label[i] for i in range(len(self.id2label))]
+        self.inside = inside_ids(labels)
 
-    def __call__(self, texts: str | list[str], aggregation: str = "first") -> list[Tagged]:
+    def __call__(self, texts: str | list[str], aggregation: str = "first", decode: str = "viterbi") -> list[Tagged]:
         if aggregation not in AGGREGATIONS:
             raise ValueError(f"unknown aggregation {aggregation!r}; choose from {AGGREGATIONS}")
+        if decode not in DECODINGS:
+            raise ValueError(f"unknown decoding {decode!r}; choose from {', '.join(DECODINGS)}")
         single = isinstance(texts, str)
         texts = [texts] if single else list(texts)
         scanned = [scan(t, self.tokenizer.piece_spans) for t in texts]
         spans = [words for words, _ in scanned]
-        # Every word of every text in one tokenizer call: ids per word, no special tokens.
+        # Every word of every text in one tokenizer call: ids per word, no special tokens. In a
+        # run of Han/kana a piece can hold several words; the first has it, the others none.
         encodings = self.tokenizer.encode_words_batch([[t[a:b] for a, b in s] for t, s in zip(texts, spans)],
-                                                      max_length=None)
+                                                      max_length=None, unspaced=self.unspaced)
         windows = []  # (word -> its token positions in the window, input ids)
         per_text = []
         for i, enc in enumerate(encodings):
             word_pieces = [[] for _ in spans[i]]
             for tok, w in zip(enc.input_ids[1:-1], enc.word_ids[1:-1]):
                 word_pieces[w].append(tok)
-            plan = plan_windows([len(p) for p in word_pieces], self.budget, self.stride)
+            groups = piece_groups(word_pieces)
+            group_plan = plan_windows([sum(len(word_pieces[w]) for w in range(a, b)) for a, b in groups],
+                                      self.budget, self.stride)
+            plan = [(groups[a][0], groups[b - 1][1]) for a, b in group_plan]  # the same windows, in words
             per_text.append((word_pieces, plan))
             for start, end in plan:
                 ids, rows_of = [], {}
@@ -169,24 +189,44 @@ class Tagger:
             k += len(plan)
             owner = window_owner(plan, len(word_pieces))
             tagged = Tagged(texts[i], spans[i], [], [], skipped=scanned[i][1])
+            heads, head_probs = [], []  # words with pieces of their own, and their label probabilities (C,)
             for w in range(len(word_pieces)):
                 win = mine[owner[w]]
                 rows_of, ids = windows[win]
-                rows = rows_of[w]  # this word's sub-words in its window
+                rows = rows_of[w]  # this word's sub-words in its window; none inside a run's piece
                 p = probs[win][rows]  # (n, C)
-                # A word always has a sub-word (a bare '▁' at least); guard against a piece-less one anyway.
-                tag, score = aggregate(p, aggregation) if rows else (self.outside, 0.0)
-                tagged.word_tags.append(self.id2label[tag])
-                tagged.word_scores.append(score)
+                if rows:
+                    heads.append(w)
+                    head_probs.append(aggregate(p, aggregation))
                 pieces = self.tokenizer.convert_ids_to_tokens([ids[j] for j in rows])
                 top = p.max(dim=1)
                 tagged.tokens += pieces
                 tagged.token_words += [w] * len(rows)
                 tagged.token_tags += [self.id2label[int(t)] for t in top.indices]
                 tagged.token_scores += [float(s) for s in top.values]
+            tagged.word_tags, tagged.word_scores = self._word_tags(heads, head_probs, len(word_pieces), decode)
             tagged.entities = entities_from_tags(texts[i], spans[i], tagged.word_tags, tagged.word_scores)
             out.append(tagged)
         return out[0] if single else out
+
+    def _word_tags(self, heads: list[int], head_probs: list[torch.Tensor], n_words: int,
+                   decode: str) -> tuple[list[str], list[float]]:
+        """Tags and scores of all words: the head's decoding over the words with pieces; a word
+        held inside another's piece takes the I- form of that word's tag and its score."""
+        if not heads:
+            return ["O"] * n_words, [0.0] * n_words
+        p = torch.stack(head_probs)  # (n_heads, C)
+        decoded = self.model.decode([p.clamp_min(1e-30).log()], decode)[0]
+        tags, scores, j = [], [], -1
+        for w in range(n_words):
+            if j + 1 < len(heads) and heads[j + 1] == w:
+                j += 1
+                tag = decoded[j]
+            else:
+                tag = self.inside[decoded[j]] if j >= 0 else None
+            tags.append(self.id2label[tag] if tag is not None else "O")
+            scores.append(float(p[j, decoded[j]]) if j >= 0 else 0.0)
+        return tags, scores
 
     @torch.no_grad()
     def _probabilities(self, windows: list[list[int]]) -> list[torch.Tensor]:

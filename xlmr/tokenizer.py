@@ -11,10 +11,13 @@ SentencePiece's own <unk> (0) would become 1, the pad id, so it is mapped to 3 i
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from bisect import bisect_right
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import sentencepiece as spm
+
+from .words import PER_CHARACTER, per_character
 
 BOS, PAD, EOS, UNK = 0, 1, 2, 3
 SPECIAL_TOKENS = {BOS: "<s>", PAD: "<pad>", EOS: "</s>", UNK: "<unk>"}
@@ -22,11 +25,21 @@ FAIRSEQ_OFFSET = 1
 SPIECE_UNDERLINE = "\u2581"  # '▁', SentencePiece's mark for "a space came before this piece"
 
 
+UNSPACED = ("runs", "words")  # how words of Han and kana are tokenised: see encode_words_batch
+# In a run, pieces longer than this many Han/kana characters are not used: whole pieces such as
+# 在北京 ("in Beijing") or 中华人民共和国 would hide the entity's edges inside one token.
+RUN_PIECE_CHARS = 2
+
+
 @dataclass
 class Encoding:
     input_ids: list[int]
-    word_ids: list[int | None]  # index of the word each token came from; None for <s> and </s>
+    word_ids: list[int | None]  # the word each token starts in; None for <s> and </s>
     truncated: bool = False
+    # Per word, the position of the token that carries its label: its first token, or for a word
+    # held inside another word's piece (a run of Han/kana), that word's first token; -1 where
+    # truncation cut the word off. Empty when not computed.
+    word_heads: list[int] = field(default_factory=list)
 
 
 class XLMRTokenizer:
@@ -48,6 +61,7 @@ class XLMRTokenizer:
         self.mask_id = n + FAIRSEQ_OFFSET  # 250001 for XLM-R's 250000 pieces
         self.vocab_size = n + FAIRSEQ_OFFSET + 1
         self.bos_id, self.pad_id, self.eos_id, self.unk_id = BOS, PAD, EOS, UNK
+        self._run_sp = None  # built on first use: see _run_processor
 
     # -- ids <-> pieces ------------------------------------------------------------------------
     def _to_fairseq(self, sp_ids: list[int]) -> list[int]:
@@ -126,25 +140,78 @@ class XLMRTokenizer:
         # An empty segment is a bare '▁', which sp.encode would drop.
         return [self._to_fairseq(ids) if seg else [self.space_piece_id] for seg, ids in zip(segments, encoded)]
 
-    def encode_words_batch(self, batch: list[list[str]], max_length: int | None = 512) -> list[Encoding]:
-        # One SentencePiece call for every segment of every word of the batch: far faster than a
-        # call per word.
-        segments_per_word = [self._word_segments(w) for words in batch for w in words]
+    def encode_words_batch(self, batch: list[list[str]], max_length: int | None = 512,
+                           unspaced: str = "words") -> list[Encoding]:
+        """Encode sentences of pre-split words. With unspaced="runs", each run of two or more
+        Han/kana words (PAN-X writes Chinese and Japanese one character per word) is tokenised
+        as one string, as SentencePiece saw such text in pretraining, instead of as lone '▁'
+        pieces before every character; a piece then starts in one word and may hold the next
+        ones (see Encoding.word_heads). "words" is Hugging Face's is_split_into_words."""
+        if unspaced not in UNSPACED:
+            raise ValueError(f"unknown unspaced mode {unspaced!r}; choose from {', '.join(UNSPACED)}")
+        # Each sentence as parts: a lone word, or a run of Han/kana words (first, end).
+        parts = [_parts(words, unspaced == "runs") for words in batch]
+        # One SentencePiece call for every segment of every lone word of the batch, and one for
+        # every run: far faster than a call per word.
+        lone = [words[a] for words, ps in zip(batch, parts) for a, b in ps if b == a + 1]
+        segments_per_word = [self._word_segments(w) for w in lone]
         encoded = iter(self._encode_segments([seg for segs in segments_per_word for seg in segs]))
         word_segments = iter(segments_per_word)
+        runs = iter(self._encode_runs([words[a:b] for words, ps in zip(batch, parts) for a, b in ps if b > a + 1]))
         out = []
-        for words in batch:
+        for words, ps in zip(batch, parts):
             ids, word_ids = [BOS], [None]
-            for w in range(len(words)):
+            for a, b in ps:
+                if b > a + 1:
+                    run_ids, run_words = next(runs)
+                    ids.extend(run_ids)
+                    word_ids.extend(a + w for w in run_words)
+                    continue
                 for _ in next(word_segments):
                     piece_ids = next(encoded)
                     ids.extend(piece_ids)
-                    word_ids.extend([w] * len(piece_ids))
+                    word_ids.extend([a] * len(piece_ids))
+            heads = _word_heads(word_ids, len(words))
             truncated = max_length is not None and len(ids) + 1 > max_length
             if truncated:  # keep </s>: the model was pretrained with it closing every sequence
                 ids, word_ids = ids[: max_length - 1], word_ids[: max_length - 1]
-            out.append(Encoding(ids + [EOS], word_ids + [None], truncated))
+                heads = [h if h < len(ids) else -1 for h in heads]  # words cut off have no label
+            out.append(Encoding(ids + [EOS], word_ids + [None], truncated, heads))
         return out
+
+    def _encode_runs(self, runs: list[list[str]]) -> list[tuple[list[int], list[int]]]:
+        """(ids, for each piece the run's word it starts in) for runs of Han/kana words, each
+        tokenised as one string after one '▁', as `_word_segments` treats a word."""
+        if not runs:
+            return []
+        out = []
+        for words, proto in zip(runs, self._run_processor().encode(["".join(w) for w in runs], return_type="proto")):
+            starts, at = [], 0  # byte offset of each word in the run: the proto's offsets are bytes
+            for w in words:
+                starts.append(at)
+                at += len(w.encode("utf-8"))
+            ids = self._to_fairseq([p.id for p in proto.pieces])
+            # A lone '▁' (empty surface at 0) belongs to the first word and carries its label,
+            # as it does for a lone '▁' word elsewhere.
+            out.append((ids, [bisect_right(starts, p.begin) - 1 if p.begin < at else len(words) - 1
+                              for p in proto.pieces]))
+        return out
+
+    def _run_processor(self) -> spm.SentencePieceProcessor:
+        """The same SentencePiece model with pieces of more than RUN_PIECE_CHARS Han/kana
+        characters marked unused, so a run is cut into short pieces (ids are unchanged)."""
+        if self._run_sp is None:
+            from sentencepiece import sentencepiece_model_pb2 as model_pb2
+
+            model = model_pb2.ModelProto()
+            model.ParseFromString(self.path.read_bytes())
+            long_piece = re.compile("(?:[%s].*){%d}" % ("".join(f"{chr(a)}-{chr(b)}" for a, b in PER_CHARACTER),
+                                                         RUN_PIECE_CHARS + 1))
+            for piece in model.pieces:
+                if piece.type == model_pb2.ModelProto.SentencePiece.NORMAL and long_piece.search(piece.piece):
+                    piece.type = model_pb2.ModelProto.SentencePiece.UNUSED
+            self._run_sp = spm.SentencePieceProcessor(model_proto=model.SerializeToString())
+        return self._run_sp
 
     def __call__(self, texts: list[str], max_length: int | None = 512) -> list[list[int]]:
         return [self.encode(t, max_length=max_length) for t in texts]
@@ -159,3 +226,31 @@ class XLMRTokenizer:
                 continue
             pieces.append(self._id_to_piece(i))
         return "".join(pieces).replace(SPIECE_UNDERLINE, " ").strip()
+
+
+def _parts(words: list[str], join_runs: bool) -> list[tuple[int, int]]:
+    """[first, end) word ranges: runs of two or more Han/kana words when `join_runs`, else
+    (and for every other word) one word each."""
+    parts, i = [], 0
+    while i < len(words):
+        j = i + 1
+        if join_runs and per_character(words[i]):
+            while j < len(words) and per_character(words[j]):
+                j += 1
+        parts.append((i, j))
+        i = j
+    return parts
+
+
+def _word_heads(word_ids: list[int | None], n_words: int) -> list[int]:
+    """Encoding.word_heads from the tokens' word ids before truncation: a word with no token of
+    its own sits inside the piece of the nearest earlier word that has one."""
+    first: dict[int, int] = {}
+    for position, w in enumerate(word_ids):
+        if w is not None and w not in first:
+            first[w] = position
+    heads, owner = [], -1
+    for w in range(n_words):
+        owner = first.get(w, owner)
+        heads.append(owner)
+    return heads

@@ -45,6 +45,12 @@ def _in(ranges, o: int) -> bool:
     return any(a <= o <= b for a, b in ranges)
 
 
+def per_character(word: str) -> bool:
+    """Whether a word is Han or kana only: the characters PAN-X writes one word each, and which
+    the tokenizer can join into runs (XLMRTokenizer.encode_words_batch)."""
+    return bool(word) and all(_in(PER_CHARACTER, ord(c)) for c in word)
+
+
 def char_class(c: str) -> int:
     o, cat = ord(c), unicodedata.category(c)
     if c.isspace() or cat in ("Zs", "Zl", "Zp"):

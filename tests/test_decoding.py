@@ -1,0 +1,121 @@
+"""Decoding word scores into tags: Viterbi against brute-force enumeration, the IOB2 rules by
+hand, and how tags spread over the words of a run of Han/kana pieces."""
+from __future__ import annotations
+
+import itertools
+
+import pytest
+import torch
+
+from xlmr.decoding import TagDecoder, allowed_transitions, head_positions, inside_ids, spread_to_words
+
+PANX = ["O", "B-PER", "I-PER", "B-ORG", "I-ORG", "B-LOC", "I-LOC"]
+# A label set of the user's own, in another order, with a type PAN-X lacks and a bare label.
+OTHER = ["B-WORKS", "O", "I-WORKS", "B-PERSON", "I-PERSON", "MISC"]
+
+
+def valid(tags: list[str]) -> bool:
+    """IOB2 validity written out independently of the decoder: an I-X only after B-X or I-X."""
+    previous = "O"
+    for t in tags:
+        if t.startswith("I-") and not (previous[:2] in ("B-", "I-") and previous[2:] == t[2:]):
+            return False
+        previous = t
+    return True
+
+
+def brute_force(scores: torch.Tensor, labels: list[str]) -> float:
+    """The best total score over every valid tag sequence, by enumeration."""
+    n, C = scores.shape
+    best = float("-inf")
+    for path in itertools.product(range(C), repeat=n):
+        if valid([labels[i] for i in path]):
+            best = max(best, float(sum(scores[t, path[t]] for t in range(n))))
+    return best
+
+
+@pytest.mark.parametrize("labels", [PANX, OTHER], ids=["panx", "own-labels"])
+def test_viterbi_matches_brute_force(labels):
+    g = torch.Generator().manual_seed(0)
+    decoder = TagDecoder(labels)
+    for trial in range(12):
+        # A batch of sentences of different lengths (0 to 4 words) decoded together.
+        lengths = torch.randint(0, 5, (5,), generator=g).tolist()
+        scores = [torch.randn(n, len(labels), generator=g).log_softmax(-1) * 3 for n in lengths]
+        paths = decoder(scores, "viterbi")
+        for s, path in zip(scores, paths):
+            assert len(path) == len(s)
+            assert valid([labels[i] for i in path])
+            if len(s):
+                got = float(sum(s[t, path[t]] for t in range(len(s))))
+                assert got == pytest.approx(brute_force(s, labels), abs=1e-4)
+
+
+def test_viterbi_keeps_a_valid_argmax_and_argmax_is_per_word():
+    decoder = TagDecoder(PANX)
+    # B-PER I-PER O B-LOC: already valid, so Viterbi changes nothing.
+    scores = torch.full((4, 7), -5.0)
+    for t, tag in enumerate([1, 2, 0, 5]):
+        scores[t, tag] = -0.1
+    assert decoder([scores], "viterbi") == [[1, 2, 0, 5]]
+    assert decoder([scores], "argmax") == [[1, 2, 0, 5]]
+
+
+def test_viterbi_repairs_an_inside_tag_after_o():
+    decoder = TagDecoder(PANX)
+    # Word 0: O (0.6) or B-LOC (0.3); word 1: I-LOC (0.9). Argmax says O I-LOC (invalid);
+    # by hand: O B-LOC scores log .6 + log(B-LOC at word 1) = log .6 + log .05 = -3.51,
+    # B-LOC I-LOC scores log .3 + log .9 = -1.31: the entity spans both words.
+    p = torch.tensor([[0.6, 0.02, 0.02, 0.02, 0.02, 0.3, 0.02],
+                      [0.01, 0.01, 0.01, 0.01, 0.01, 0.05, 0.9]])
+    assert decoder([p.log()], "argmax") == [[0, 6]]
+    assert decoder([p.log()], "viterbi") == [[5, 6]]
+
+
+def test_allowed_transitions_by_hand():
+    start, follows = allowed_transitions(PANX)
+    assert start.tolist() == [True, True, False, True, False, True, False]
+    i = {t: k for k, t in enumerate(PANX)}
+    assert follows[i["B-PER"], i["I-PER"]] and follows[i["I-PER"], i["I-PER"]]
+    assert not follows[i["O"], i["I-PER"]] and not follows[i["B-PER"], i["I-LOC"]]
+    assert not follows[i["I-ORG"], i["I-LOC"]]
+    assert follows[i["I-ORG"], i["B-LOC"]] and follows[i["B-LOC"], i["O"]] and follows[i["O"], i["B-ORG"]]
+    # A bare label acts as O: nothing inside may follow it.
+    start, follows = allowed_transitions(OTHER)
+    j = {t: k for k, t in enumerate(OTHER)}
+    assert not follows[j["MISC"], j["I-WORKS"]] and follows[j["B-WORKS"], j["I-WORKS"]]
+
+
+def test_inside_ids():
+    assert inside_ids(PANX) == [0, 2, 2, 4, 4, 6, 6]
+    assert inside_ids(OTHER) == [2, 1, 2, 4, 4, 5]
+
+
+def test_unknown_decoding_is_refused():
+    with pytest.raises(ValueError, match="unknown decoding"):
+        TagDecoder(PANX)([torch.zeros(1, 7)], "beam")
+
+
+def test_spread_over_a_run_by_hand():
+    # Tokens: <s> ▁ 我在 北京 大学 工作 </s>; words 我 在 北 京 大 学 工 作.
+    word_ids = [-1, 0, 0, 2, 4, 6, -1]
+    word_heads = [1, 1, 3, 3, 4, 4, 5, 5]
+    assert head_positions(word_ids, word_heads) == [1, 3, 4, 5]
+    # Decoded at the heads: O, B-ORG, I-ORG, O.
+    tags = spread_to_words([0, 3, 4, 0], word_ids, word_heads, inside_ids(PANX), 0)
+    assert [PANX[t] for t in tags] == ["O", "O", "B-ORG", "I-ORG", "I-ORG", "I-ORG", "O", "O"]
+    # A word cut off by truncation (-1) is O.
+    assert spread_to_words([0, 3], [-1, 0, 0, 2, -1], [1, 1, 3, 3, -1, -1], inside_ids(PANX), 0) == [0, 0, 3, 4, 0, 0]
+
+
+def test_head_loss_matches_hand_computed_cross_entropy():
+    from xlmr.model import XLMRForTokenClassification
+
+    logits = torch.tensor([[[2.0, 0.0], [0.0, 1.0], [5.0, 5.0]]])  # (1, 3, 2)
+    labels = torch.tensor([[0, 1, -100]])
+    # -log softmax: token 0: log(1 + e^-2); token 1: log(1 + e^-1); token 2 ignored.
+    expected = [torch.log1p(torch.exp(torch.tensor(-2.0))), torch.log1p(torch.exp(torch.tensor(-1.0)))]
+    loss = XLMRForTokenClassification.loss
+    assert float(loss(logits, labels, "sum")) == pytest.approx(float(expected[0] + expected[1]))
+    assert float(loss(logits, labels)) == pytest.approx(float(expected[0] + expected[1]) / 2)
+    assert loss(logits, labels, "none")[0, 2] == 0

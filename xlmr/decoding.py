@@ -1,0 +1,110 @@
+"""From per-word label scores to a tag sequence: constrained IOB2 Viterbi, or the book's argmax.
+
+Taking each word's argmax can emit I-LOC after O or after B-PER, a sequence no annotator writes;
+seqeval then opens a new entity there. Viterbi instead finds the sequence with the highest total
+log-probability among those IOB2 allows:
+
+    start -> I-X,   O -> I-X,   B-X -> I-Y,   I-X -> I-Y   (X != Y)   are forbidden;
+
+everything else costs nothing. The label list decides which tag is which, so any IOB2 label set
+works; a label without a B-/I- prefix is treated like O.
+
+A word's scores are those of the sub-word that carries its label. When a run of Han or kana
+characters is tokenised as one string, one piece can hold several words (see
+`XLMRTokenizer.encode_words_batch`): the first of them takes the piece's tag and the others its
+I- form (`spread_to_words`).
+"""
+from __future__ import annotations
+
+import torch
+
+DECODINGS = ("viterbi", "argmax")
+FORBIDDEN = -1e4  # added to a forbidden transition's score: finite, so a row of them stays comparable
+
+
+def _parts(tag: str) -> tuple[str, str | None]:
+    prefix, _, kind = tag.partition("-")
+    return (prefix, kind) if prefix in ("B", "I") and kind else ("O", None)
+
+
+def inside_ids(labels: list[str]) -> list[int]:
+    """For each tag id, the id of its I- form (B-PER -> I-PER); O and I- tags map to themselves,
+    and so does a B- tag whose I- form is not in the list."""
+    index = {t: i for i, t in enumerate(labels)}
+    return [index.get("I-" + _parts(t)[1], i) if _parts(t)[0] == "B" else i for i, t in enumerate(labels)]
+
+
+def allowed_transitions(labels: list[str]) -> tuple[torch.Tensor, torch.Tensor]:
+    """(start (C,), transition (C, C)) booleans: which tags may open a sentence, and which tag
+    (column) may follow which (row), under IOB2."""
+    parts = [_parts(t) for t in labels]
+    start = torch.tensor([p != "I" for p, _ in parts])
+    follows = torch.tensor([[q != "I" or (p in ("B", "I") and k == m) for q, m in parts] for p, k in parts])
+    return start, follows
+
+
+class TagDecoder:
+    """Decodes word scores into tag ids for one label list."""
+
+    def __init__(self, labels: list[str]):
+        self.labels = list(labels)
+        start, follows = allowed_transitions(self.labels)
+        self.start_penalty = torch.where(start, 0.0, FORBIDDEN)  # (C,)
+        self.transition_penalty = torch.where(follows, 0.0, FORBIDDEN)  # (C_prev, C_next)
+        self.inside = inside_ids(self.labels)
+
+    def __call__(self, scores: list[torch.Tensor], method: str = "viterbi") -> list[list[int]]:
+        """Tag ids for each sentence from its word scores (n_words, C), log-probabilities for
+        Viterbi (argmax only compares them)."""
+        if method == "argmax":
+            return [s.argmax(-1).tolist() for s in scores]
+        if method != "viterbi":
+            raise ValueError(f"unknown decoding {method!r}; choose from {', '.join(DECODINGS)}")
+        return self.viterbi(scores)
+
+    def viterbi(self, scores: list[torch.Tensor]) -> list[list[int]]:
+        """The best allowed path of every sentence, all sentences of the batch stepped together."""
+        lengths = torch.tensor([len(s) for s in scores])
+        if not len(scores) or int(lengths.max()) == 0:
+            return [[] for _ in scores]
+        C, N = len(self.labels), int(lengths.max())
+        x = torch.zeros(len(scores), N, C)  # (B, N, C), padded rows are never read
+        for b, s in enumerate(scores):
+            x[b, : len(s)] = s.float()
+        best = x[:, 0] + self.start_penalty  # (B, C): best score of a path ending in each tag
+        back = []
+        for t in range(1, N):
+            step, came_from = (best[:, :, None] + self.transition_penalty).max(dim=1)  # (B, C) over previous tags
+            back.append(came_from)
+            best = torch.where((t < lengths)[:, None], step + x[:, t], best)  # finished sentences keep theirs
+        tags = torch.zeros(len(scores), N, dtype=torch.long)
+        current = best.argmax(-1)  # (B,)
+        for t in range(N - 1, -1, -1):
+            live = t < lengths  # this position belongs to the sentence
+            tags[:, t] = torch.where(live, current, tags[:, t])
+            if t > 0:
+                current = torch.where(live, back[t - 1].gather(1, current[:, None]).squeeze(1), current)
+        return [tags[b, : int(n)].tolist() for b, n in enumerate(lengths)]
+
+
+def head_positions(word_ids: list[int], word_heads: list[int]) -> list[int]:
+    """The token positions whose scores are decoded: the first piece of each word that starts
+    a piece (a word held inside another word's piece, or cut off by truncation, has none)."""
+    return [h for w, h in enumerate(word_heads) if h >= 0 and word_ids[h] == w]
+
+
+def spread_to_words(head_tags: list[int], word_ids: list[int], word_heads: list[int], inside: list[int],
+                    outside: int) -> list[int]:
+    """Word tags from the decoded tags of the head positions (in `head_positions` order): a word
+    held inside another word's piece takes the I- form of that word's tag; a word cut off by
+    truncation is O."""
+    tag_at = dict(zip(head_positions(word_ids, word_heads), head_tags))
+    out = []
+    for w, h in enumerate(word_heads):
+        if h < 0:
+            out.append(outside)
+        elif word_ids[h] == w:
+            out.append(tag_at[h])
+        else:
+            out.append(inside[tag_at[h]])
+    return out
