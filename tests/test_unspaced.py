@@ -22,14 +22,15 @@ def test_a_run_is_cut_into_short_pieces(tokenizer):
     words = list("我在北京大学工作")  # "I work at Peking University", one word per character as PAN-X writes it
     enc = tokenizer.encode_words_batch([words], unspaced="runs")[0]
     # SentencePiece's own cut is ▁我 在北京 大学 工作: 在北京 ("in Beijing") would hide where the
-    # entity starts. With pieces of at most two characters: ▁ 我在 北京 大学 工作.
-    assert pieces(tokenizer, enc) == ["<s>", "▁", "我在", "北京", "大学", "工作", "</s>"]
-    assert enc.word_ids == [None, 0, 0, 2, 4, 6, None]  # the word each piece starts in
+    # entity starts. With pieces of at most two characters: ▁ 我在 北京 大学 工作, and the lone
+    # '▁' (no character of its own) is left out.
+    assert pieces(tokenizer, enc) == ["<s>", "我在", "北京", "大学", "工作", "</s>"]
+    assert enc.word_ids == [None, 0, 2, 4, 6, None]  # the word each piece starts in
     # 在 sits inside 我在, so its label is word 0's token; 京 inside 北京, and so on.
-    assert enc.word_heads == [1, 1, 3, 3, 4, 4, 5, 5]
+    assert enc.word_heads == [1, 1, 2, 2, 3, 3, 4, 4]
     # Gold: 北京大学 is an organisation. Each piece carries the tag of the word it starts in.
     gold = [O, O, B_ORG, I_ORG, I_ORG, I_ORG, O, O]
-    assert align_labels(enc.word_ids, gold) == [IGNORE, O, IGNORE, B_ORG, I_ORG, O, IGNORE]
+    assert align_labels(enc.word_ids, gold) == [IGNORE, O, B_ORG, I_ORG, O, IGNORE]
     # "words" is each character alone, as Hugging Face's is_split_into_words does.
     alone = tokenizer.encode_words_batch([words], unspaced="words")[0]
     assert alone.input_ids == tokenizer.encode_words(words).input_ids
@@ -45,14 +46,14 @@ def test_runs_stop_at_other_scripts_and_punctuation(tokenizer):
     assert enc.word_heads[5] == toks.index("東京") and enc.word_heads[6] == toks.index("東京")
     # No piece of the run is longer than RUN_PIECE_CHARS characters; together they spell the run.
     run = [p for p, w in zip(toks, enc.word_ids) if w is not None and 1 <= w <= 6]
-    assert "".join(run).lstrip("▁") == "の本社は東京"
-    assert max(len(p.lstrip("▁")) for p in run) <= RUN_PIECE_CHARS
+    assert "".join(run) == "の本社は東京"
+    assert max(len(p) for p in run) <= RUN_PIECE_CHARS
 
 
 def test_truncation_inside_a_run(tokenizer):
     enc = tokenizer.encode_words_batch([list("我在北京大学工作")], max_length=5, unspaced="runs")[0]
-    assert pieces(tokenizer, enc) == ["<s>", "▁", "我在", "北京", "</s>"]
-    assert enc.truncated and enc.word_heads == [1, 1, 3, 3, -1, -1, -1, -1]
+    assert pieces(tokenizer, enc) == ["<s>", "我在", "北京", "大学", "</s>"]
+    assert enc.truncated and enc.word_heads == [1, 1, 2, 2, 3, 3, -1, -1]
 
 
 def ids_of_piece(tokenizer, piece):
@@ -70,10 +71,8 @@ def test_tagger_finds_entities_inside_pieces(tokenizer, decode):
     assert [(e.type, e.text, e.start) for e in tagger(zh, decode=decode).entities] == [
         ("LOC", "北京", 2), ("LOC", "上海", 11)]
     ja = "ソニーの本社は東京にあり、"
-    # The run starts with a lone '▁', which carries ソ's label: the stub calls it O. Argmax then
-    # opens the entity at ニー (I-ORG after O); Viterbi cannot, and makes ソ its B-ORG.
-    sony = "ソニー" if decode == "viterbi" else "ニー"
-    assert [(e.type, e.text) for e in tagger(ja, decode=decode).entities] == [("ORG", sony), ("LOC", "東京")]
+    # ソ carries its own label (SentencePiece's lone '▁' before it is left out).
+    assert [(e.type, e.text) for e in tagger(ja, decode=decode).entities] == [("ORG", "ソニー"), ("LOC", "東京")]
     # Each character alone (the book's way) gives the model no piece 北京 to see.
     alone = Tagger(StubModel(tag_of), tokenizer, unspaced="words")
     assert alone(zh, decode=decode).entities == []

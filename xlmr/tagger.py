@@ -183,7 +183,7 @@ class Tagger:
                 windows.append((rows_of, ids))
         probs = self._probabilities([ids for _, ids in windows])
 
-        out, k = [], 0
+        out, word_probs, k = [], [], 0
         for i, (word_pieces, plan) in enumerate(per_text):
             mine = list(range(k, k + len(plan)))
             k += len(plan)
@@ -204,19 +204,22 @@ class Tagger:
                 tagged.token_words += [w] * len(rows)
                 tagged.token_tags += [self.id2label[int(t)] for t in top.indices]
                 tagged.token_scores += [float(s) for s in top.values]
-            tagged.word_tags, tagged.word_scores = self._word_tags(heads, head_probs, len(word_pieces), decode)
-            tagged.entities = entities_from_tags(texts[i], spans[i], tagged.word_tags, tagged.word_scores)
             out.append(tagged)
+            word_probs.append((heads, torch.stack(head_probs) if heads else torch.zeros(0, len(self.inside))))
+        # One decoding for all texts: Viterbi steps through every sentence at once.
+        decoded = self.model.decode([p.clamp_min(1e-30).log() for _, p in word_probs], decode)
+        for tagged, (heads, p), tags in zip(out, word_probs, decoded):
+            tagged.word_tags, tagged.word_scores = self._word_tags(heads, p, tags, len(tagged.words))
+            tagged.entities = entities_from_tags(tagged.text, tagged.words, tagged.word_tags, tagged.word_scores)
         return out[0] if single else out
 
-    def _word_tags(self, heads: list[int], head_probs: list[torch.Tensor], n_words: int,
-                   decode: str) -> tuple[list[str], list[float]]:
-        """Tags and scores of all words: the head's decoding over the words with pieces; a word
-        held inside another's piece takes the I- form of that word's tag and its score."""
+    def _word_tags(self, heads: list[int], p: torch.Tensor, decoded: list[int],
+                   n_words: int) -> tuple[list[str], list[float]]:
+        """Tags and scores of all words from the decoded tags of the words with pieces (heads,
+        their probabilities p (n_heads, C)); a word held inside another's piece takes the I-
+        form of that word's tag and its score."""
         if not heads:
             return ["O"] * n_words, [0.0] * n_words
-        p = torch.stack(head_probs)  # (n_heads, C)
-        decoded = self.model.decode([p.clamp_min(1e-30).log()], decode)[0]
         tags, scores, j = [], [], -1
         for w in range(n_words):
             if j + 1 < len(heads) and heads[j + 1] == w:
