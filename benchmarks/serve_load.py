@@ -1,6 +1,7 @@
 """Load on the tagging service, on this machine only (127.0.0.1), bounded in requests and time.
 
     python benchmarks/serve_load.py --model runs/de [--concurrency 1 8 32] [--requests 256] [--max-seconds 60]
+    python benchmarks/serve_load.py --model runs/de --overload     # past capacity: see serve_overload.py
 
 For batching on and then off, the service runs in this process on an ephemeral loopback port and
 `c` client threads send one sentence per request until the level's request count or time limit
@@ -109,12 +110,20 @@ def main() -> int:
     p.add_argument("--amp", default="auto")
     p.add_argument("--max-batch", type=int, default=32)
     p.add_argument("--max-wait-ms", type=float, default=0.0)
+    p.add_argument("--decode", default="viterbi", choices=["viterbi", "argmax"])
     p.add_argument("--output", default="runs/serve_load", help="path stem for .md and .json")
+    p.add_argument("--overload", action="store_true",
+                   help="instead: capacity, a burst and a storm past it (benchmarks/serve_overload.py)")
+    p.add_argument("--factor", type=float, default=4.0, help="--overload: the storm's rate over capacity")
+    p.add_argument("--storm-seconds", type=float, default=60)
+    p.add_argument("--burst", type=int, default=200, help="--overload: clients sending at once")
     args = p.parse_args()
+    if args.overload:
+        return run_overload(args)
     report = {"model": args.model}
     for mode in ("on", "off"):
         service = build_service(args.model, amp=args.amp, max_batch=args.max_batch, max_wait_ms=args.max_wait_ms,
-                                batching=mode == "on")
+                                batching=mode == "on", decode=args.decode)
         if "direct" not in report:
             report["direct"] = direct_latency(service, 100)
             report["precision"] = service.info["precision"]
@@ -131,6 +140,20 @@ def main() -> int:
     out.with_suffix(".json").write_text(json.dumps(report, indent=2))
     out.with_suffix(".md").write_text(markdown(report))
     print("\n" + markdown(report))
+    return 0
+
+
+def run_overload(args) -> int:
+    from benchmarks.serve_overload import markdown as overload_markdown
+    from benchmarks.serve_overload import overload
+
+    report = overload(args.model, args.amp, args.factor, args.storm_seconds, burst_clients=args.burst,
+                      server_args=["--max-batch", str(args.max_batch)])
+    out = Path(args.output + "-overload")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.with_suffix(".json").write_text(json.dumps(report, indent=2))
+    out.with_suffix(".md").write_text(overload_markdown(report))
+    print("\n" + overload_markdown(report))
     return 0
 
 
