@@ -142,19 +142,7 @@ def build_app(batcher, info: dict, limits: Limits = Limits(), api_key: str | Non
     page = PAGE.read_bytes()
     errors = {status: {"model": ErrorResponse} for status in (400, 401, 413, 422, 500, 503)}
 
-    @app.exception_handler(RequestValidationError)
-    async def invalid(request: Request, e: RequestValidationError):
-        status = 400 if e.errors() and e.errors()[0].get("type") == "json_invalid" else 422
-        return error(status, _readable(e))
-
-    @app.exception_handler(StarletteHTTPException)
-    async def http_error(request: Request, e: StarletteHTTPException):
-        if e.status_code == 404:
-            return error(404, f"no route {request.url.path}; see GET /api/info or /docs")
-        if e.status_code == 405:
-            return error(405, f"{request.url.path} takes {e.headers.get('Allow', 'another method')}",
-                         {"allow": e.headers.get("Allow", "")})
-        return error(e.status_code, str(e.detail))
+    _json_errors(app)
 
     @app.get("/", response_class=HTMLResponse, include_in_schema=False)
     async def index():
@@ -195,6 +183,24 @@ def build_app(batcher, info: dict, limits: Limits = Limits(), api_key: str | Non
         return JSONResponse((results[0] if body.text is not None else {"results": results}) | timing)
 
     return app
+
+
+def _json_errors(app: FastAPI) -> None:
+    """FastAPI's own errors (schema, route, method) in the service's {"error": ...} shape."""
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid(request: Request, e: RequestValidationError):
+        status = 400 if e.errors() and e.errors()[0].get("type") == "json_invalid" else 422
+        return error(status, _readable(e))
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(request: Request, e: StarletteHTTPException):
+        if e.status_code == 404:
+            return error(404, f"no route {request.url.path}; see GET /api/info or /docs")
+        if e.status_code == 405:
+            return error(405, f"{request.url.path} takes {e.headers.get('Allow', 'another method')}",
+                         {"allow": e.headers.get("Allow", "")})
+        return error(e.status_code, str(e.detail))
 
 
 def _authorised(request: Request, api_key: str) -> bool:

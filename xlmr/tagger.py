@@ -162,25 +162,7 @@ class Tagger:
         # run of Han/kana a piece can hold several words; the first has it, the others none.
         encodings = self.tokenizer.encode_words_batch([[t[a:b] for a, b in s] for t, s in zip(texts, spans)],
                                                       max_length=None, unspaced=self.unspaced)
-        windows = []  # (word -> its token positions in the window, input ids)
-        per_text = []
-        for i, enc in enumerate(encodings):
-            word_pieces = [[] for _ in spans[i]]
-            for tok, w in zip(enc.input_ids[1:-1], enc.word_ids[1:-1]):
-                word_pieces[w].append(tok)
-            groups = piece_groups(word_pieces)
-            group_plan = plan_windows([sum(len(word_pieces[w]) for w in range(a, b)) for a, b in groups],
-                                      self.budget, self.stride)
-            plan = [(groups[a][0], groups[b - 1][1]) for a, b in group_plan]  # the same windows, in words
-            per_text.append((word_pieces, plan))
-            for start, end in plan:
-                ids, rows_of = [], {}
-                for w in range(start, end):
-                    # Only a word longer than the whole budget is cut (it has a window of its own).
-                    pieces = word_pieces[w][: self.budget - len(ids)]
-                    rows_of[w] = list(range(len(ids), len(ids) + len(pieces)))
-                    ids.extend(pieces)
-                windows.append((rows_of, ids))
+        windows, per_text = self._windows(encodings, [len(s) for s in spans])
         probs = self._probabilities([ids for _, ids in windows])
 
         out, word_probs, k = [], [], 0
@@ -212,6 +194,29 @@ class Tagger:
             tagged.word_tags, tagged.word_scores = self._word_tags(heads, p, tags, len(tagged.words))
             tagged.entities = entities_from_tags(tagged.text, tagged.words, tagged.word_tags, tagged.word_scores)
         return out[0] if single else out
+
+    def _windows(self, encodings, n_words: list[int]):
+        """Every text's windows: [(word -> its token positions in the window, input ids)] for all
+        texts in order, and per text (each word's piece ids, the windows' word ranges)."""
+        windows, per_text = [], []
+        for enc, n in zip(encodings, n_words):
+            word_pieces = [[] for _ in range(n)]
+            for tok, w in zip(enc.input_ids[1:-1], enc.word_ids[1:-1]):
+                word_pieces[w].append(tok)
+            groups = piece_groups(word_pieces)
+            group_plan = plan_windows([sum(len(word_pieces[w]) for w in range(a, b)) for a, b in groups],
+                                      self.budget, self.stride)
+            plan = [(groups[a][0], groups[b - 1][1]) for a, b in group_plan]  # the same windows, in words
+            per_text.append((word_pieces, plan))
+            for start, end in plan:
+                ids, rows_of = [], {}
+                for w in range(start, end):
+                    # Only a word longer than the whole budget is cut (it has a window of its own).
+                    pieces = word_pieces[w][: self.budget - len(ids)]
+                    rows_of[w] = list(range(len(ids), len(ids) + len(pieces)))
+                    ids.extend(pieces)
+                windows.append((rows_of, ids))
+        return windows, per_text
 
     def _word_tags(self, heads: list[int], p: torch.Tensor, decoded: list[int],
                    n_words: int) -> tuple[list[str], list[float]]:
