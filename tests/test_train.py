@@ -195,3 +195,14 @@ def test_state_survives_a_kill_between_the_renames(tmp_path):
     save_state(run / "last", model, opt, sched, None, {"step": 7})
     assert json.loads((run / "last" / "state.json").read_text()) == {"step": 7}
     assert not (run / "last.old").exists() and not (run / "last.tmp").exists()
+
+
+def test_frozen_embeddings_stay_as_pretrained(tiny, small_panx, tmp_path):
+    out = tmp_path / "frozen"
+    args = train_loop.config_from(train_loop.build_parser().parse_args(
+        run_args(tiny, small_panx, out, "--epochs", "1", "--num-samples", "32", "--freeze-embeddings")))
+    loop.train(args)
+    before, after = load_file(tiny / "model.safetensors"), load_file(out / "model.safetensors")
+    word = next(k for k in before if k.endswith("word.weight"))
+    assert torch.equal(before[word], after[word])
+    assert not torch.equal(before["classifier.weight"], after["classifier.weight"])  # the rest trained
