@@ -11,7 +11,8 @@ def run_experiments(args) -> int:
     settings = Settings(model=args.model, root=Path(args.output_dir), data_dir=args.data_dir, only=tuple(args.only),
                         curve_sizes=tuple(args.curve_sizes), quick=args.quick, epochs=args.epochs, seed=args.seed,
                         amp=args.amp, device=args.device, full_splits=args.full_splits,
-                        no_progress=args.no_progress, drop_weights=args.drop_weights)
+                        no_progress=args.no_progress, drop_weights=args.drop_weights,
+                        extra={"decode": args.decode, "unspaced": args.unspaced})
     run_all(settings)
     print(f"wrote {settings.root}")
     return 0
