@@ -11,12 +11,14 @@ SentencePiece's own <unk> (0) would become 1, the pad id, so it is mapped to 3 i
 from __future__ import annotations
 
 import re
+import itertools
 from bisect import bisect_right
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import sentencepiece as spm
 
+from .spm_model import mark_unused
 from .words import PER_CHARACTER, per_character
 
 BOS, PAD, EOS, UNK = 0, 1, 2, 3
@@ -183,42 +185,51 @@ class XLMRTokenizer:
 
     def _encode_runs(self, runs: list[list[str]]) -> list[tuple[list[int], list[int]]]:
         """(ids, for each piece the run's word it starts in) for runs of Han/kana words, each
-        tokenised as one string after one '▁', as `_word_segments` treats a word."""
-        if not runs:
-            return []
+        tokenised as one string after one '▁', as `_word_segments` treats a word. A run whose
+        pieces cannot be placed on its characters (normalisation that merges characters) is
+        encoded word by word instead."""
+        sp = self._run_processor()
         out = []
-        for words, proto in zip(runs, self._run_processor().encode(["".join(w) for w in runs], return_type="proto")):
-            starts, at = [], 0  # byte offset of each word in the run: the proto's offsets are bytes
-            for w in words:
-                starts.append(at)
-                at += len(w.encode("utf-8"))
-            pieces = list(proto.pieces)
+        for words, ids in zip(runs, sp.encode(["".join(w) for w in runs]) if runs else []):
+            starts = _piece_starts(words, [None if i == 0 else sp.id_to_piece(i).replace(SPIECE_UNDERLINE, "")
+                                           for i in ids], self.normalizer.normalize, self._is_unknown)
+            if starts is None:
+                out.append(self._encode_word_by_word(words))
+                continue
             # SentencePiece often opens a run with a lone '▁' (no characters of its own) before
             # its first piece. Left in, it would carry the first word's label, and a model
             # trained on spaced text calls a lone '▁' O (it precedes punctuation there), so the
             # first character of nearly every run was missed. Measured on the German model's
-            # zh/ja test subsets (README): dropping it lifts zh from .309 to .370 F1.
-            if len(pieces) > 1 and pieces[0].begin == pieces[0].end:
-                pieces = pieces[1:]
-            ids = self._to_fairseq([p.id for p in pieces])
-            out.append((ids, [bisect_right(starts, p.begin) - 1 if p.begin < at else len(words) - 1 for p in pieces]))
+            # zh/ja test subsets (docs/zero-shot.md): dropping it lifts zh from .309 to .370 F1.
+            if len(ids) > 1 and sp.id_to_piece(ids[0]) == SPIECE_UNDERLINE:
+                ids, starts = ids[1:], starts[1:]
+            word_starts = list(itertools.accumulate((len(w) for w in words[:-1]), initial=0))
+            out.append((self._to_fairseq(ids), [bisect_right(word_starts, c) - 1 for c in starts]))
         return out
+
+    def _is_unknown(self, char: str) -> bool:
+        """A character with no piece of its own: SentencePiece gives it (and its unknown
+        neighbours) one <unk> piece."""
+        return self.sp.piece_to_id(char) == 0 and self.sp.piece_to_id(SPIECE_UNDERLINE + char) == 0
+
+    def _encode_word_by_word(self, words: list[str]) -> tuple[list[int], list[int]]:
+        ids, word_ids = [], []
+        for w, word in enumerate(words):
+            for piece_ids in self._encode_segments(self._word_segments(word)):
+                ids += piece_ids
+                word_ids += [w] * len(piece_ids)
+        return ids, word_ids
 
     def _run_processor(self) -> spm.SentencePieceProcessor:
         """The same SentencePiece model with pieces of more than RUN_PIECE_CHARS Han/kana
         characters marked unused, so a run is cut into short pieces (ids are unchanged)."""
         if self._run_sp is None:
-            from sentencepiece import sentencepiece_model_pb2 as model_pb2
-
-            model = model_pb2.ModelProto()
-            model.ParseFromString(self.path.read_bytes())
             long_piece = re.compile("(?:[%s].*){%d}" % ("".join(f"{chr(a)}-{chr(b)}" for a, b in PER_CHARACTER),
                                                          RUN_PIECE_CHARS + 1))
-            for piece in model.pieces:
-                if piece.type == model_pb2.ModelProto.SentencePiece.NORMAL and long_piece.search(piece.piece):
-                    piece.type = model_pb2.ModelProto.SentencePiece.UNUSED
-            self._run_sp = spm.SentencePieceProcessor(model_proto=model.SerializeToString())
+            model = mark_unused(self.path.read_bytes(), lambda piece: bool(long_piece.search(piece)))
+            self._run_sp = spm.SentencePieceProcessor(model_proto=model)
         return self._run_sp
+
 
     def __call__(self, texts: list[str], max_length: int | None = 512) -> list[list[int]]:
         return [self.encode(t, max_length=max_length) for t in texts]
@@ -233,6 +244,35 @@ class XLMRTokenizer:
                 continue
             pieces.append(self._id_to_piece(i))
         return "".join(pieces).replace(SPIECE_UNDERLINE, " ").strip()
+
+def _piece_starts(words: list[str], pieces: list[str | None], normalize, is_unknown) -> list[int] | None:
+    """The character offset in the run (the words joined) where each piece starts, pieces given
+    without '▁' (None for <unk>, which spans a stretch of unknown characters); None when the
+    pieces do not spell the normalised run character by character."""
+    per_char = [normalize(c) for w in words for c in w]
+    text = "".join(per_char)
+    begin_of, total = {}, 0  # normalised offset -> the original character that starts there
+    for i, c in enumerate(per_char):
+        begin_of.setdefault(total, i)
+        total += len(c)
+    begin_of.setdefault(total, len(per_char))
+    starts, at = [], 0
+    for p in pieces:
+        if at not in begin_of:
+            return None
+        starts.append(min(begin_of[at], len(per_char) - 1))  # a lone '▁' at the end: the last word
+        if p is None:
+            end = at
+            while end < len(text) and is_unknown(text[end]):
+                end += 1
+            if end == at:
+                return None
+            at = end
+        elif text.startswith(p, at):
+            at += len(p)
+        else:
+            return None
+    return starts if at == len(text) else None
 
 
 def _parts(words: list[str], join_runs: bool) -> list[tuple[int, int]]:
