@@ -19,7 +19,8 @@ from pathlib import Path
 import sentencepiece as spm
 
 from .spm_model import mark_unused
-from .words import PER_CHARACTER, per_character
+from .han_runs import piece_starts, run_parts
+from .words import PER_CHARACTER
 
 BOS, PAD, EOS, UNK = 0, 1, 2, 3
 SPECIAL_TOKENS = {BOS: "<s>", PAD: "<pad>", EOS: "</s>", UNK: "<unk>"}
@@ -154,7 +155,7 @@ class XLMRTokenizer:
         if unspaced not in UNSPACED:
             raise ValueError(f"unknown unspaced mode {unspaced!r}; choose from {', '.join(UNSPACED)}")
         # Each sentence as parts: a lone word, or a run of Han/kana words (first, end).
-        parts = [_parts(words, unspaced == "runs") for words in batch]
+        parts = [run_parts(words, unspaced == "runs") for words in batch]
         # One SentencePiece call for every segment of every lone word of the batch, and one for
         # every run: far faster than a call per word.
         lone = [words[a] for words, ps in zip(batch, parts) for a, b in ps if b == a + 1]
@@ -191,7 +192,7 @@ class XLMRTokenizer:
         sp = self._run_processor()
         out = []
         for words, ids in zip(runs, sp.encode(["".join(w) for w in runs]) if runs else []):
-            starts = _piece_starts(words, [None if i == 0 else sp.id_to_piece(i).replace(SPIECE_UNDERLINE, "")
+            starts = piece_starts(words, [None if i == 0 else sp.id_to_piece(i).replace(SPIECE_UNDERLINE, "")
                                            for i in ids], self.normalizer.normalize, self._is_unknown)
             if starts is None:
                 out.append(self._encode_word_by_word(words))
@@ -244,49 +245,6 @@ class XLMRTokenizer:
                 continue
             pieces.append(self._id_to_piece(i))
         return "".join(pieces).replace(SPIECE_UNDERLINE, " ").strip()
-
-def _piece_starts(words: list[str], pieces: list[str | None], normalize, is_unknown) -> list[int] | None:
-    """The character offset in the run (the words joined) where each piece starts, pieces given
-    without '▁' (None for <unk>, which spans a stretch of unknown characters); None when the
-    pieces do not spell the normalised run character by character."""
-    per_char = [normalize(c) for w in words for c in w]
-    text = "".join(per_char)
-    begin_of, total = {}, 0  # normalised offset -> the original character that starts there
-    for i, c in enumerate(per_char):
-        begin_of.setdefault(total, i)
-        total += len(c)
-    begin_of.setdefault(total, len(per_char))
-    starts, at = [], 0
-    for p in pieces:
-        if at not in begin_of:
-            return None
-        starts.append(min(begin_of[at], len(per_char) - 1))  # a lone '▁' at the end: the last word
-        if p is None:
-            end = at
-            while end < len(text) and is_unknown(text[end]):
-                end += 1
-            if end == at:
-                return None
-            at = end
-        elif text.startswith(p, at):
-            at += len(p)
-        else:
-            return None
-    return starts if at == len(text) else None
-
-
-def _parts(words: list[str], join_runs: bool) -> list[tuple[int, int]]:
-    """[first, end) word ranges: runs of two or more Han/kana words when `join_runs`, else
-    (and for every other word) one word each."""
-    parts, i = [], 0
-    while i < len(words):
-        j = i + 1
-        if join_runs and per_character(words[i]):
-            while j < len(words) and per_character(words[j]):
-                j += 1
-        parts.append((i, j))
-        i = j
-    return parts
 
 
 def _word_heads(word_ids: list[int | None], n_words: int) -> list[int]:
