@@ -1,21 +1,8 @@
-"""Entity-level precision, recall and F1 with seqeval, from tag ids and gold labels."""
+"""Entity-level precision, recall and F1 with seqeval, from tag ids."""
 from __future__ import annotations
 
 from seqeval.metrics import classification_report, f1_score, precision_score, recall_score
 from seqeval.metrics.sequence_labeling import get_entities
-
-from loaders.align import IGNORE
-
-
-def to_seqeval(pred_ids, label_ids, id2label: dict[int, str]) -> tuple[list[list[str]], list[list[str]]]:
-    """Predicted and gold tag sequences for seqeval, keeping only the labelled positions (a word's
-    first sub-word): positions labelled -100 are neither scored nor shown to seqeval."""
-    y_pred, y_true = [], []
-    for preds, labels in zip(pred_ids, label_ids):
-        keep = [(int(p), int(l)) for p, l in zip(preds, labels) if l != IGNORE]
-        y_pred.append([id2label[p] for p, _ in keep])
-        y_true.append([id2label[l] for _, l in keep])
-    return y_pred, y_true
 
 
 def tag_names(tag_ids: list[list[int]], id2label: dict[int, str]) -> list[list[str]]:

@@ -17,16 +17,11 @@ from xlmr.tokenizer import XLMRTokenizer
 IGNORE = IGNORE_INDEX
 
 
-def inside_tag_ids(tags=TAGS) -> list[int]:
-    """For each tag id, the id of its I- form (B-PER -> I-PER); O and I- tags map to themselves."""
-    return inside_ids(list(tags))
-
-
 def align_labels(word_ids: list[int | None], word_labels: list[int], label_all_subwords: bool = False,
                  inside: list[int] | None = None) -> list[int]:
     """Token labels from word labels. With `label_all_subwords`, later sub-words are labelled too,
     with the I- form of the word's tag (a B- entity continues inside the word)."""
-    inside = inside or inside_tag_ids()
+    inside = inside or inside_ids(list(TAGS))
     labels, previous = [], None
     for w in word_ids:
         if w is None:
@@ -45,7 +40,7 @@ def encode_panx(ds: DatasetDict, tokenizer: XLMRTokenizer, max_length: int = 512
     carries each word's label; see Encoding) to every split. Runs of Han/kana words are tokenised
     as one string unless unspaced="words"; a piece then carries the tag of the word it starts in.
     Sentences longer than max_length are truncated, never dropped, and counted in a warning."""
-    inside = inside_tag_ids()
+    inside = inside_ids(list(TAGS))
     truncated = []
 
     def encode(batch):
