@@ -22,7 +22,6 @@ import torch
 
 from evaluation.reports import format_rows, write_json_atomic, write_text_atomic
 from loaders.panx import PanxError, check_lang
-from training import RunError
 from xlmr.compile import COMPILE_CHOICES, compile_if_chosen
 from xlmr.decoding import DECODINGS
 from xlmr.precision import AMP_CHOICES, amp_dtype_for, cast_linears_for_inference
@@ -31,7 +30,7 @@ from xlmr.weights import CheckpointError
 
 COMMANDS = ("test", "tag", "errors", "experiments", "sweep", "serve")
 PANX_LANGS = ("de", "fr", "it", "en")
-ERRORS = (CheckpointError, PanxError, FileNotFoundError, RunError, ValueError, RuntimeError)
+ERRORS = (CheckpointError, PanxError, FileNotFoundError, ValueError, RuntimeError)
 
 
 def load_for_cli(args, model_dir: str | None = None, tokenizer_file: str | None = None):

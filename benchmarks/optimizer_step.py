@@ -27,7 +27,7 @@ from loaders.panx import swiss_corpus  # noqa: E402
 from training.config import TrainConfig  # noqa: E402
 from training.recipe import build_optimizer  # noqa: E402
 from training.row_adamw import clip_grad_norm_rows  # noqa: E402
-from xlmr.embedding_grad import RowSparseGrad  # noqa: E402
+from training.embedding_grad import RowSparseGrad  # noqa: E402
 from xlmr.tokenizer import XLMRTokenizer  # noqa: E402
 from xlmr.weights import load_model  # noqa: E402
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
+from xlmr.atomic import write_atomic
+
 
 def pyplot():
     """matplotlib's pyplot on the file-only Agg backend; None, with a hint, when it is missing."""
@@ -20,10 +22,8 @@ def pyplot():
 
 def save_figure(plt, fig, path: Path) -> None:
     fig.tight_layout()
-    tmp = path.with_name(path.stem + ".tmp.png")  # savefig picks the format from the suffix
-    fig.savefig(tmp, dpi=100)
+    write_atomic(path, lambda tmp: fig.savefig(tmp, dpi=100))
     plt.close(fig)
-    tmp.replace(path)
 
 
 def plot_confusion(path: Path, m, tags) -> bool:

@@ -1,25 +1,17 @@
 """Result files and plain-text tables.
 
-Every file is written to a temporary name and renamed into place, so an interrupted run leaves
-the old file or the new one, never half of one.
+Every file is written through `xlmr.atomic`: to a temporary name, renamed into place, so an
+interrupted run leaves the old file or the new one, never half of one.
 """
 from __future__ import annotations
 
 import csv
 import io
-import json
 from pathlib import Path
 
+from xlmr.atomic import write_json_atomic, write_text_atomic
 
-def write_text_atomic(path: Path, text: str) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text, encoding="utf-8")
-    tmp.replace(path)
-
-
-def write_json_atomic(path: Path, obj) -> None:
-    # numpy and torch scalars carry .item(); anything else unknown is written as its str().
-    write_text_atomic(path, json.dumps(obj, indent=2, default=lambda o: o.item() if hasattr(o, "item") else str(o)))
+__all__ = ["format_rows", "write_csv_atomic", "write_json_atomic", "write_text_atomic"]
 
 
 def write_csv_atomic(path: Path, rows: list[dict], columns: list[str]) -> None:

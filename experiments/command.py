@@ -2,7 +2,10 @@
 evaluation command line does not load the training side until this command is chosen."""
 from __future__ import annotations
 
+import sys
 from pathlib import Path
+
+from training import RunError
 
 from .crosslingual import CURVE_SIZES, EXPERIMENTS, Settings, run_all
 
@@ -13,7 +16,11 @@ def run_experiments(args) -> int:
                         amp=args.amp, device=args.device, full_splits=args.full_splits,
                         no_progress=args.no_progress, drop_weights=args.drop_weights,
                         extra={"decode": args.decode, "unspaced": args.unspaced})
-    run_all(settings)
+    try:
+        run_all(settings)
+    except RunError as e:  # the training side's own error; eval.py catches the rest
+        print(f"error: {e}", file=sys.stderr)
+        return 1
     print(f"wrote {settings.root}")
     return 0
 

@@ -106,3 +106,47 @@ def test_head_with_other_label_count(hf_folder):
 def test_missing_folder_and_unreachable_hub(tmp_path):
     with pytest.raises(CheckpointError, match="no model folder"):
         load_model(tmp_path / "nowhere" / "model")
+
+
+def test_a_folder_without_config_is_not_a_checkpoint(tmp_path):
+    from training.prepare import prepare_model_folder
+
+    for load in (load_model, prepare_model_folder):
+        with pytest.raises(CheckpointError, match="no config.json; is this a checkpoint folder"):
+            load(tmp_path)
+    (tmp_path / "config.json").write_text("{not json")
+    with pytest.raises(CheckpointError, match="config.json: not valid JSON"):
+        prepare_model_folder(tmp_path)
+
+
+def test_converted_weights_go_to_the_checkout_or_a_user_folder(tmp_path, monkeypatch):
+    """Never into an installed package's own folder: $XLMR_NER_HOME, else the clone's weights/,
+    else the user's cache."""
+    from training import prepare
+
+    monkeypatch.delenv(prepare.HOME_ENV, raising=False)
+    assert prepare.weights_home() == prepare.CHECKOUT / "weights"  # this clone has pyproject.toml and weights/
+    monkeypatch.setenv(prepare.HOME_ENV, str(tmp_path / "home"))
+    assert prepare.weights_home() == tmp_path / "home" / "weights"
+    monkeypatch.delenv(prepare.HOME_ENV)
+    installed = tmp_path / "site-packages"  # what a non-editable install looks like: no pyproject.toml
+    installed.mkdir()
+    monkeypatch.setattr(prepare, "CHECKOUT", installed)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    assert prepare.weights_home() == tmp_path / "cache" / "xlmr-ner" / "weights"
+
+
+def test_an_interrupted_write_leaves_the_old_file(tmp_path):
+    from xlmr.atomic import write_atomic, write_text_atomic
+
+    target = tmp_path / "results.json"
+    write_text_atomic(target, "old")
+
+    def dies_half_way(tmp):
+        tmp.write_text("half")
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        write_atomic(target, dies_half_way)
+    assert target.read_text() == "old"
+    assert [p.name for p in tmp_path.iterdir()] == ["results.json"]  # no temporary file left behind

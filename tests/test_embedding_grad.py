@@ -5,7 +5,7 @@ import torch
 
 from tests.tiny import ragged_batch
 from xlmr.config import XLMRConfig
-from xlmr.embedding_grad import RowSparseGrad
+from training.embedding_grad import RowSparseGrad
 from xlmr.model import XLMRForTokenClassification
 
 

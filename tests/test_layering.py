@@ -7,6 +7,8 @@ imports `transformers`.
 from __future__ import annotations
 
 import ast
+import subprocess
+import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -124,3 +126,11 @@ def test_files_and_functions_stay_short():
         for node in ast.walk(tree):
             if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
                 assert node.end_lineno - node.lineno + 1 <= MAX_FUNCTION_LINES, f"{module}.{node.name}"
+
+
+def test_the_evaluation_command_line_starts_without_the_training_side():
+    """`eval.py test|tag|sweep|serve` must not need `training` (or `experiments`, which loads it)."""
+    code = ("import sys, eval; eval.build_parser(with_experiments=False).parse_args(['tag', '--model', 'm', 'x']); "
+            "print(sorted({m.split('.')[0] for m in sys.modules} & {'training', 'experiments'}))")
+    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"

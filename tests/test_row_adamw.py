@@ -11,7 +11,7 @@ from tests.tiny import ragged_batch
 from training.recipe import linear_schedule
 from training.row_adamw import RowAdamW, clip_grad_norm_rows
 from xlmr.config import XLMRConfig
-from xlmr.embedding_grad import RowSparseGrad
+from training.embedding_grad import RowSparseGrad
 from xlmr.model import XLMRForTokenClassification
 
 VOCAB, STEPS, RESUME_AT = 400, 60, 31

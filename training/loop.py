@@ -31,7 +31,7 @@ from loaders.align import IGNORE
 from loaders.collate import PaddingCollator
 from xlmr.compile import bucket_multiple, compile_if_chosen
 from xlmr.config import TAGS
-from xlmr.embedding_grad import RowSparseGrad
+from .embedding_grad import RowSparseGrad
 from xlmr.precision import autocast_for, cpu_capability, dtype_named
 from xlmr.tokenizer import XLMRTokenizer
 from xlmr.weights import load_model, save_model, tokenizer_file_in

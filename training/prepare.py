@@ -15,13 +15,25 @@ from loaders.align import encode_panx
 from loaders.panx import PanxError, check_lang, panx_splits
 from xlmr.convert import convert
 from xlmr.precision import DTYPE_NAMES, choose, cpu_bf16_attention_by_matmul, use_cpu_bf16_attention_by_matmul
-from xlmr.weights import resolve_folder
+from xlmr.weights import checkpoint_config, is_ours, resolve_folder
 
 from .config import RunError, TrainConfig
 from .state import resumable_state
 
-# Hugging Face folders are converted into the repository's weights/ once, then reused.
-WEIGHTS_DIR = Path(__file__).resolve().parents[1] / "weights"
+HOME_ENV = "XLMR_NER_HOME"
+CHECKOUT = Path(__file__).resolve().parents[1]
+
+
+def weights_home() -> Path:
+    """Where Hugging Face folders are converted to once, then reused: $XLMR_NER_HOME/weights when
+    set; else the checkout's weights/ when running from a clone; else a user cache folder, never
+    the installed package's own folder (site-packages may be read-only or shared)."""
+    if os.environ.get(HOME_ENV):
+        return Path(os.environ[HOME_ENV]).expanduser() / "weights"
+    if (CHECKOUT / "pyproject.toml").is_file() and (CHECKOUT / "weights").is_dir():
+        return CHECKOUT / "weights"
+    cache = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
+    return cache / "xlmr-ner" / "weights"
 
 
 def setup_distributed(device_arg: str | None) -> tuple[int, int, torch.device]:
@@ -58,14 +70,12 @@ def check_output_dir(path: Path) -> None:
 
 
 def prepare_model_folder(src: str) -> Path:
-    """Our checkpoint folder as is; a Hugging Face folder or hub id is converted into weights/."""
+    """Our checkpoint folder as is; a Hugging Face folder or hub id is converted into
+    `weights_home()` once."""
     folder = resolve_folder(src)
-    config_file = folder / "config.json"
-    if not config_file.is_file():
-        raise RunError(f"{folder}: no config.json; is this a checkpoint folder?")
-    if json.loads(config_file.read_text()).get("format") == "xlmr-ner":
+    if is_ours(checkpoint_config(folder)):
         return folder
-    target = WEIGHTS_DIR / folder.name
+    target = weights_home() / folder.name
     if not (target / "model.safetensors").is_file():
         print(f"converting {folder} -> {target}")
         convert(folder, target)

@@ -7,7 +7,7 @@ from __future__ import annotations
 import torch
 
 from loaders.batching import length_grouped_batches, random_batches
-from xlmr.embedding_grad import RowSparseGrad
+from .embedding_grad import RowSparseGrad
 
 from .config import TrainConfig
 from .row_adamw import RowAdamW, clip_grad_norm_rows
@@ -26,7 +26,7 @@ def epoch_batches(cfg: TrainConfig, lengths, epoch: int, shares: int) -> list[li
 def row_sparse_embedding(model, world: int) -> RowSparseGrad | None:
     """The word embedding's gradient kept per touched row, on one process (CPU or GPU). The dense
     gradient, its norm and its AdamW update walk all 250k rows while a batch touches a few
-    hundred (see xlmr/embedding_grad.py, training/row_adamw.py). Under DDP the reducer expects
+    hundred (see training/embedding_grad.py, training/row_adamw.py). Under DDP the reducer expects
     dense gradients, so several processes keep the dense path (fused AdamW, dense clipping)."""
     return RowSparseGrad(model.encoder.embeddings.word) if world == 1 else None
 

@@ -18,14 +18,14 @@ rows. A dense AdamW step and a dense gradient norm walk every row. What each row
   touched rows alone, and only they need scaling.
 
 The other parameters go through PyTorch's fused AdamW. Used on one process, CPU or GPU, beside
-`xlmr.embedding_grad.RowSparseGrad`; under DDP the training loop keeps the dense fused AdamW
+`training.embedding_grad.RowSparseGrad`; under DDP the training loop keeps the dense fused AdamW
 (correct everywhere, and the reducer expects dense gradients).
 """
 from __future__ import annotations
 
 import torch
 
-from xlmr.embedding_grad import RowSparseGrad
+from .embedding_grad import RowSparseGrad
 
 
 class RowAdamW(torch.optim.Optimizer):

@@ -14,6 +14,8 @@ import numpy as np
 import torch
 from safetensors.torch import load_file, save_file
 
+from xlmr.atomic import write_text_atomic
+
 from .config import RunError
 
 
@@ -92,9 +94,7 @@ class MetricsLog:
         self.path, self.enabled = path, enabled
         if enabled and resume_step is not None and path.is_file():
             kept = [line for line in path.read_text().splitlines() if line and json.loads(line)["step"] <= resume_step]
-            tmp = path.with_name(path.name + ".tmp")
-            tmp.write_text("".join(line + "\n" for line in kept))
-            tmp.replace(path)
+            write_text_atomic(path, "".join(line + "\n" for line in kept))
         elif enabled:
             path.write_text("")
 

@@ -17,12 +17,13 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
+from .atomic import write_atomic
 from .config import BERT_FAMILY, FORMAT, ConfigError, XLMRConfig
 from .hf_tokenizer import write_hf_tokenizer
 from .keymap import CheckpointError, hf_to_ours, ours_to_hf
 from .model import XLMRForTokenClassification
 
-__all__ = ["CheckpointError", "export_hf", "load_model", "read_tensors", "resolve_folder", "save_model",
+__all__ = ["CheckpointError", "checkpoint_config", "export_hf", "is_ours", "load_model", "read_tensors", "resolve_folder", "save_model",
            "tokenizer_file_in"]
 
 TOKENIZER_FILE = "sentencepiece.bpe.model"
@@ -91,21 +92,38 @@ def resolve_folder(src: str | os.PathLike) -> Path:
         ) from None
 
 
+def checkpoint_config(folder: Path) -> dict:
+    """The raw config.json of a checkpoint folder, ours or Hugging Face's; the one check of
+    "is this a checkpoint folder" that loading and training share."""
+    config_file = Path(folder) / "config.json"
+    if not config_file.is_file():
+        raise CheckpointError(f"{folder}: no config.json; is this a checkpoint folder?")
+    try:
+        raw = json.loads(config_file.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise CheckpointError(f"{config_file}: not valid JSON ({e})") from None
+    if not isinstance(raw, dict):
+        raise CheckpointError(f"{config_file}: not a JSON object")
+    return raw
+
+
+def is_ours(config: dict) -> bool:
+    """Whether a checkpoint's config.json says it holds our key layout (else Hugging Face's)."""
+    return config.get("format") == FORMAT
+
+
 def load_model(src, id2label: dict[int, str] | None = None, manual_attention: bool = False) -> XLMRForTokenClassification:
     """Load our checkpoint or a Hugging Face one (converted in memory). With `id2label`, the head
     must have that many labels; a checkpoint without a head gets a new one, initialised and
     reported."""
     folder = resolve_folder(src)
-    config_file = folder / "config.json"
-    if not config_file.is_file():
-        raise CheckpointError(f"{folder}: no config.json")
-    raw = json.loads(config_file.read_text())
+    config_file, raw = folder / "config.json", checkpoint_config(folder)
     try:
         config = XLMRConfig.from_dict(raw, source=str(config_file))
     except ConfigError as e:
         raise CheckpointError(str(e)) from None
     tensors = read_tensors(folder)
-    state = tensors if raw.get("format") == FORMAT else hf_to_ours(tensors, source=str(folder))
+    state = tensors if is_ours(raw) else hf_to_ours(tensors, source=str(folder))
     state = {k: v.float() for k, v in state.items()}  # fp32 master weights; autocast does the rest
 
     has_head = "classifier.weight" in state
@@ -157,20 +175,13 @@ def _check_keys(model, state: dict, folder: Path, allow_missing_head: bool) -> N
         raise CheckpointError(f"{folder}: " + "; ".join(problems))
 
 
-def _atomic_write(path: Path, write) -> None:
-    """Write through a temporary file and rename it, so a crash never leaves half a file."""
-    tmp = path.with_name(path.name + ".tmp")
-    write(tmp)
-    os.replace(tmp, path)
-
-
 def save_model(model: XLMRForTokenClassification, folder, tokenizer_file=None) -> None:
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     state = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
     config = model.config.to_dict() | {"format": FORMAT}
-    _atomic_write(folder / "config.json", lambda p: p.write_text(json.dumps(config, indent=2)))
-    _atomic_write(folder / "model.safetensors", lambda p: save_file(state, p, metadata={"format": "pt"}))
+    write_atomic(folder / "config.json", lambda p: p.write_text(json.dumps(config, indent=2)))
+    write_atomic(folder / "model.safetensors", lambda p: save_file(state, p, metadata={"format": "pt"}))
     _copy_tokenizer(tokenizer_file, folder)
 
 
@@ -179,7 +190,7 @@ def _copy_tokenizer(tokenizer_file, folder: Path) -> None:
         return
     tokenizer_file = Path(tokenizer_file)
     if tokenizer_file.resolve() != (folder / TOKENIZER_FILE).resolve():
-        _atomic_write(folder / TOKENIZER_FILE, lambda p: shutil.copyfile(tokenizer_file, p))
+        write_atomic(folder / TOKENIZER_FILE, lambda p: shutil.copyfile(tokenizer_file, p))
 
 
 def export_hf(model: XLMRForTokenClassification, folder, tokenizer_file=None) -> None:
@@ -197,12 +208,12 @@ def export_hf(model: XLMRForTokenClassification, folder, tokenizer_file=None) ->
         "eos_token_id": 2,
     }
     config.pop("format", None)
-    _atomic_write(folder / "config.json", lambda p: p.write_text(json.dumps(config, indent=2)))
-    _atomic_write(folder / "model.safetensors", lambda p: save_file(state, p, metadata={"format": "pt"}))
+    write_atomic(folder / "config.json", lambda p: p.write_text(json.dumps(config, indent=2)))
+    write_atomic(folder / "model.safetensors", lambda p: save_file(state, p, metadata={"format": "pt"}))
     _copy_tokenizer(tokenizer_file, folder)
     if tokenizer_file is not None:  # the fast tokenizer's files, so AutoTokenizer works on the folder as it is
         write_hf_tokenizer(Path(tokenizer_file), folder, c.max_position_embeddings - c.position_offset,
-                           lambda path, text: _atomic_write(path, lambda p: p.write_text(text, encoding="utf-8")))
+                           lambda path, text: write_atomic(path, lambda p: p.write_text(text, encoding="utf-8")))
 
 
 def tokenizer_file_in(folder) -> Path | None:
