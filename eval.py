@@ -47,20 +47,37 @@ def load_for_cli(args, model_dir: str | None = None, tokenizer_file: str | None 
     return model, tokenizer, device, amp
 
 
-def cmd_test(args) -> int:
-    from evaluation.predict import evaluate
-    from evaluation.scoring import f1_table
-    from loaders.align import encode_panx
+def test_sets(args, labels: list[str]):
+    """name -> the raw test set, in the model's label ids: --test-file(s), else PAN-X languages."""
+    from loaders.nerfiles import load_ner_file, relabel
     from loaders.panx import panx_splits
 
+    if args.test_file:
+        return {Path(f).name: (lambda f=f: load_ner_file(f, labels)) for f in args.test_file}
     for lang in args.langs:
         check_lang(lang)
+    return {lang: (lambda lang=lang: relabel(panx_splits(lang, args.data_dir, args.full_splits)[args.split], labels,
+                                             f"PAN-X {lang}")) for lang in args.langs}
+
+
+def cmd_test(args) -> int:
+    from datasets import DatasetDict
+
+    from evaluation.predict import evaluate
+    from evaluation.scoring import f1_table
+    from loaders.align import encode_ner
+
+    if args.test_file:
+        for f in args.test_file:
+            if not Path(f).is_file():
+                raise FileNotFoundError(f"no data file at {f}")
     model, tokenizer, device, amp = load_for_cli(args, tokenizer_file=args.tokenizer)
+    labels = [model.config.id2label[i] for i in range(model.config.num_labels)]
     results = {"model": str(args.model), "split": args.split, "full_splits": args.full_splits,
                "decode": args.decode, "unspaced": args.unspaced, "langs": {}}
-    for lang in args.langs:
-        encoded = encode_panx(panx_splits(lang, args.data_dir, args.full_splits), tokenizer,
-                              max_length=args.max_length, unspaced=args.unspaced)[args.split]
+    for lang, load in test_sets(args, labels).items():
+        encoded = encode_ner(DatasetDict({"test": load()}), tokenizer, max_length=args.max_length,
+                             unspaced=args.unspaced)["test"]
         t0 = time.perf_counter()
         r = evaluate(model, encoded, model.config.id2label, args.batch_size, device, amp, progress=True,
                      desc=f"{lang} {args.split}", report=True, decode=args.decode)
@@ -108,17 +125,13 @@ def cmd_errors(args) -> int:
     from datasets import DatasetDict, concatenate_datasets
 
     from evaluation.errors import error_analysis
-    from loaders.align import encode_panx
-    from loaders.panx import panx_splits
+    from loaders.align import encode_ner
 
-    for lang in args.langs:
-        check_lang(lang)
     model, tokenizer, device, amp = load_for_cli(args)
-    parts = []
-    for lang in args.langs:
-        ds = panx_splits(lang, args.data_dir, args.full_splits)
-        # Only the split analysed.
-        parts.append(encode_panx(DatasetDict({args.split: ds[args.split]}), tokenizer, unspaced=args.unspaced)[args.split])
+    labels = [model.config.id2label[i] for i in range(model.config.num_labels)]
+    # Only the split analysed, in the model's label ids.
+    parts = [encode_ner(DatasetDict({"x": load()}), tokenizer, unspaced=args.unspaced)["x"]
+             for load in test_sets(args, labels).values()]
     for token in args.token:
         if tokenizer.convert_tokens_to_ids([token])[0] == tokenizer.unk_id and token != "<unk>":
             raise ValueError(f"{token!r} is not a sub-word of the vocabulary (sub-words that start a word "
@@ -232,6 +245,8 @@ def add_test_and_errors_commands(sub, common) -> None:
     t = sub.add_parser("test", help="test F1 per language and seqeval reports (the default command)")
     common(t, compiles=True)
     t.add_argument("--langs", nargs="+", default=list(PANX_LANGS))
+    t.add_argument("--test-file", nargs="+", default=None,
+                   help="score your own data instead of PAN-X: CoNLL, .jsonl or .parquet, read against the model's labels")
     t.add_argument("--data-dir", default=None, help="PAN-X folder (default: $PANX_DATA_DIR, else the hub)")
     t.add_argument("--split", default="test", choices=["train", "validation", "test"])
     t.add_argument("--full-splits", action="store_true", help="whole PAN-X splits instead of the Swiss-mix subsets")
@@ -246,6 +261,7 @@ def add_test_and_errors_commands(sub, common) -> None:
     e.add_argument("--data-dir", default=None)
     e.add_argument("--split", default="validation", choices=["train", "validation", "test"])
     e.add_argument("--full-splits", action="store_true")
+    e.add_argument("--test-file", nargs="+", default=None, help="analyse your own data instead of PAN-X")
     e.add_argument("--batch-size", type=int, default=64)
     e.add_argument("--top", type=int, default=10, help="rows per table and sentences shown")
     e.add_argument("--token", action="append", default=[], help="also show sentences containing this sub-word, e.g. '▁('")

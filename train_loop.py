@@ -2,6 +2,8 @@
 
     python train_loop.py --langs de                        # the book's recipe on the German mix
     python train_loop.py --langs de fr --epochs 3          # several languages, concatenated
+    python train_loop.py --train-file train.conll --validation-file dev.conll --test-file test.conll
+                                                           # your own data and labels (CoNLL, .jsonl, .parquet)
     torchrun --nproc_per_node 2 train_loop.py --langs de   # DistributedDataParallel
 
 Defaults are the book's recipe (the Trainer's defaults): AdamW (0.9, 0.999, eps 1e-8), lr 5e-5,
@@ -22,6 +24,7 @@ import argparse
 import sys
 from dataclasses import MISSING, fields
 
+from loaders.nerfiles import NerDataError
 from loaders.panx import PanxError
 from training import RunError, TrainConfig, train
 from xlmr.weights import CheckpointError
@@ -54,7 +57,7 @@ def main(argv=None) -> int:
     cfg = config_from(build_parser().parse_args(argv))
     try:
         train(cfg)
-    except (RunError, CheckpointError, PanxError, FileNotFoundError) as e:
+    except (RunError, CheckpointError, PanxError, NerDataError, FileNotFoundError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 1
     return 0

@@ -21,7 +21,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from loaders.align import encode_panx  # noqa: E402
+from loaders.align import encode_ner  # noqa: E402
 from loaders.batching import length_grouped_batches  # noqa: E402
 from loaders.panx import swiss_corpus  # noqa: E402
 from training.config import TrainConfig  # noqa: E402
@@ -33,7 +33,7 @@ from xlmr.weights import load_model  # noqa: E402
 
 
 def batch_rows(model_dir: Path, data_dir: str, steps: int) -> list[torch.Tensor]:
-    ids = encode_panx(swiss_corpus(data_dir, ["de"])["de"], XLMRTokenizer(model_dir / "sentencepiece.bpe.model"))
+    ids = encode_ner(swiss_corpus(data_dir, ["de"])["de"], XLMRTokenizer(model_dir / "sentencepiece.bpe.model"))
     ids = list(ids["train"]["input_ids"])
     batches = []
     epoch = 0

@@ -20,7 +20,7 @@ import torch  # noqa: E402
 
 from training import TrainConfig, train  # noqa: E402
 from training.prepare import prepare_model_folder  # noqa: E402
-from loaders.align import encode_panx  # noqa: E402
+from loaders.align import encode_ner  # noqa: E402
 from loaders.panx import swiss_corpus  # noqa: E402
 from xlmr.tokenizer import XLMRTokenizer  # noqa: E402
 
@@ -33,7 +33,7 @@ def seed_trainer(hf_model: Path, data_dir: str, steps: int, batch_size: int, tun
                               TrainingArguments, XLMRobertaTokenizerFast)
 
     tokenizer = XLMRTokenizer(hf_model / "sentencepiece.bpe.model")
-    train = encode_panx(swiss_corpus(data_dir, ["de"])["de"], tokenizer)["train"].select_columns(["input_ids", "labels"])
+    train = encode_ner(swiss_corpus(data_dir, ["de"])["de"], tokenizer)["train"].select_columns(["input_ids", "labels"])
     hf_tok = XLMRobertaTokenizerFast(tokenizer_file=str(hf_model / "tokenizer.json"))
     model = AutoModelForTokenClassification.from_pretrained(hf_model, num_labels=7)
     with tempfile.TemporaryDirectory() as out:

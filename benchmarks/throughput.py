@@ -47,7 +47,8 @@ from benchmarks.throughput_report import machine, write_reports  # noqa: E402
 from training.config import TrainConfig  # noqa: E402
 from training.recipe import apply_gradients, build_optimizer, row_sparse_embedding  # noqa: E402
 from xlmr.compile import compile_layers  # noqa: E402
-from xlmr.config import TAGS, XLMRConfig  # noqa: E402
+from loaders.panx import TAGS  # noqa: E402
+from xlmr.config import XLMRConfig  # noqa: E402
 from xlmr.keymap import hf_to_ours  # noqa: E402
 from xlmr.model import XLMRForTokenClassification  # noqa: E402
 from xlmr.precision import autocast_for, cast_linears_for_inference, cpu_capability  # noqa: E402

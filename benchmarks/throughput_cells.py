@@ -9,7 +9,7 @@ import torch
 
 from loaders.align import IGNORE
 from loaders.collate import PaddingCollator
-from xlmr.config import TAGS
+from loaders.panx import TAGS
 
 
 @dataclass
@@ -44,12 +44,12 @@ def grid_cell(batch: int, seq: int, vocab: int, seed: int = 0) -> Cell:
 
 def panx_cells(data_dir: str, spm: Path, n_batches: int) -> dict[str, Cell]:
     """Real German batches, as training (length-grouped, 24) and evaluation (sorted, 64) see them."""
-    from loaders.align import encode_panx
+    from loaders.align import encode_ner
     from loaders.batching import length_grouped_batches, sorted_batches
     from loaders.panx import swiss_corpus
     from xlmr.tokenizer import XLMRTokenizer
 
-    data = encode_panx(swiss_corpus(data_dir, ["de"])["de"], XLMRTokenizer(spm))
+    data = encode_ner(swiss_corpus(data_dir, ["de"])["de"], XLMRTokenizer(spm))
     collate, cells = PaddingCollator(), {}
     for mode, split, batches in (
             ("train", "train", lambda n: length_grouped_batches(n, 24, seed=42, epoch=0)[:n_batches]),

@@ -15,8 +15,9 @@ from pathlib import Path
 
 from tqdm.auto import tqdm
 
-from loaders.align import encode_panx
+from loaders.align import encode_ner
 from loaders.languages import XTREME_PANX, language
+from loaders.nerfiles import relabel
 from loaders.panx import FEATURES, read_conll
 
 from .predict import predict
@@ -50,12 +51,16 @@ def trained_langs(model_dir: Path) -> list[str]:
 COLUMNS = ("input_ids", "labels", "word_ids", "word_heads", "ner_tags")
 
 
-def encode_test_set(path: Path, lang: str, tokenizer, max_length: int = 512, unspaced: str = "runs") -> dict[str, list]:
-    """A test file's words and gold tags, encoded as `python eval.py` encodes them."""
+def encode_test_set(path: Path, lang: str, tokenizer, max_length: int = 512, unspaced: str = "runs",
+                    labels: list[str] | None = None) -> dict[str, list]:
+    """A test file's words and gold tags (in the ids of the model's `labels`), encoded as
+    `python eval.py` encodes them."""
     from datasets import Dataset, DatasetDict
 
     ds = Dataset.from_dict(read_conll(path, lang), features=FEATURES)
-    encoded = encode_panx(DatasetDict({"test": ds}), tokenizer, max_length, unspaced=unspaced)["test"]
+    if labels is not None:
+        ds = relabel(ds, labels, str(path))
+    encoded = encode_ner(DatasetDict({"test": ds}), tokenizer, max_length, unspaced=unspaced)["test"]
     return {key: list(encoded[key]) for key in ("tokens",) + COLUMNS}
 
 
@@ -101,9 +106,10 @@ def sweep(model, tokenizer, test_sets: dict[str, Path], out_dir: Path, batch_siz
             if done.is_file():
                 results[d][lang] = json.loads(done.read_text())
     todo = {lang: p for lang, p in test_sets.items() if any(lang not in results[d] for d in decodes)}
+    labels = [model.config.id2label[i] for i in range(model.config.num_labels)]
     for group in tqdm(chunks(todo, chunk_sentences), desc="language chunks", disable=not progress):
         t0 = time.perf_counter()
-        data = {lang: encode_test_set(todo[lang], lang, tokenizer, max_length, unspaced) for lang in group}
+        data = {lang: encode_test_set(todo[lang], lang, tokenizer, max_length, unspaced, labels) for lang in group}
         pooled = {key: [x for lang in group for x in data[lang][key]] for key in COLUMNS}
         outputs = predict(model, pooled, batch_size, device, amp_dtype, indices=range(len(pooled["input_ids"])),
                           progress=progress, desc=" ".join(group), decode=decodes)

@@ -1,4 +1,4 @@
-"""Tokenise PAN-X sentences and put each word's tag on its sub-words.
+"""Tokenise NER sentences (PAN-X's or the user's) and put each word's tag on its sub-words.
 
 The first sub-word of a word carries the word's tag; later sub-words and the special tokens get
 -100, which CrossEntropyLoss ignores, so every word is scored exactly once.
@@ -9,7 +9,6 @@ import warnings
 
 from datasets import DatasetDict
 
-from xlmr.config import TAGS
 from xlmr.decoding import inside_ids
 from xlmr.model import IGNORE_INDEX
 from xlmr.tokenizer import XLMRTokenizer
@@ -20,8 +19,10 @@ IGNORE = IGNORE_INDEX
 def align_labels(word_ids: list[int | None], word_labels: list[int], label_all_subwords: bool = False,
                  inside: list[int] | None = None) -> list[int]:
     """Token labels from word labels. With `label_all_subwords`, later sub-words are labelled too,
-    with the I- form of the word's tag (a B- entity continues inside the word)."""
-    inside = inside or inside_ids(list(TAGS))
+    with the I- form of the word's tag (`inside`, from the label list: a B- entity continues
+    inside the word)."""
+    if label_all_subwords and inside is None:
+        raise ValueError("label_all_subwords needs the label list's inside ids")
     labels, previous = [], None
     for w in word_ids:
         if w is None:
@@ -34,13 +35,22 @@ def align_labels(word_ids: list[int | None], word_labels: list[int], label_all_s
     return labels
 
 
-def encode_panx(ds: DatasetDict, tokenizer: XLMRTokenizer, max_length: int = 512,
+def label_names(ds) -> list[str]:
+    """The label list of a Dataset (or of a DatasetDict's splits, which must agree)."""
+    splits = list(ds.values()) if isinstance(ds, DatasetDict) else [ds]
+    names = [s.features["ner_tags"].feature.names for s in splits]
+    if any(n != names[0] for n in names):
+        raise ValueError(f"the splits have different label lists: {names}")
+    return list(names[0])
+
+
+def encode_ner(ds: DatasetDict, tokenizer: XLMRTokenizer, max_length: int = 512,
                 label_all_subwords: bool = False, unspaced: str = "runs") -> DatasetDict:
     """Adds input_ids, labels, word_ids (-1 for special tokens) and word_heads (the token that
     carries each word's label; see Encoding) to every split. Runs of Han/kana words are tokenised
     as one string unless unspaced="words"; a piece then carries the tag of the word it starts in.
     Sentences longer than max_length are truncated, never dropped, and counted in a warning."""
-    inside = inside_ids(list(TAGS))
+    inside = inside_ids(label_names(ds))
     truncated = []
 
     def encode(batch):

@@ -17,10 +17,9 @@ from pathlib import Path
 import numpy as np
 from datasets import ClassLabel, Dataset, DatasetDict, Features, Sequence, Value
 
-from xlmr.config import TAGS
-
 from .languages import XTREME_PANX
 
+TAGS = ("O", "B-PER", "I-PER", "B-ORG", "I-ORG", "B-LOC", "I-LOC")  # PAN-X's labels, in its ClassLabel order
 ENV_VAR = "PANX_DATA_DIR"
 SPLITS = {"train": "train", "validation": "dev", "test": "test"}  # DatasetDict name -> file name
 SWISS_FRACTIONS = {"de": 0.629, "fr": 0.229, "it": 0.084, "en": 0.059}

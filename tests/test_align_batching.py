@@ -4,9 +4,11 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from loaders.align import align_labels, encode_panx
+from loaders.align import align_labels, encode_ner
 from loaders.batching import length_grouped_batches, padding_share, random_batches, restore_order, sorted_batches
 from loaders.collate import PaddingCollator
+from loaders.panx import TAGS
+from xlmr.decoding import inside_ids
 
 O, B_PER, I_PER, B_LOC = 0, 1, 2, 5
 
@@ -18,7 +20,8 @@ def test_align_hand_checked(tokenizer):
     assert tokenizer.convert_ids_to_tokens(enc.input_ids) == ["<s>", "▁Der", "▁Flu", "s", "s", "▁(", "▁Rhein", "▁)", "▁", ".", "</s>"]
     labels = align_labels(enc.word_ids, [O, B_LOC, O, B_LOC, O, O])
     assert labels == [-100, O, B_LOC, -100, -100, O, B_LOC, O, O, -100, -100]  # the '.' label sits on '▁'
-    every = align_labels(enc.word_ids, [O, B_PER, O, B_LOC, O, O], label_all_subwords=True)
+    every = align_labels(enc.word_ids, [O, B_PER, O, B_LOC, O, O], label_all_subwords=True,
+                         inside=inside_ids(list(TAGS)))
     assert every == [-100, O, B_PER, I_PER, I_PER, O, B_LOC, O, O, O, -100]
 
 
@@ -29,7 +32,7 @@ def test_collator_matches_transformers(tokenizer, panx_dir):
 
     ds = load_panx("fr", panx_dir)
     ds["validation"] = ds["validation"].select(range(16))
-    encoded = encode_panx(ds, tokenizer)["validation"]
+    encoded = encode_ner(ds, tokenizer)["validation"]
     features = [{"input_ids": r["input_ids"], "labels": r["labels"]} for r in encoded]
     ours = PaddingCollator(pad_to_multiple_of=8)(features)
     hf_tok = XLMRobertaTokenizerFast(tokenizer_file=str(tokenizer.path.with_name("tokenizer.json")))

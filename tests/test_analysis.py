@@ -13,7 +13,7 @@ import eval as ev
 from experiments import crosslingual
 from tests.test_train import tiny_checkpoint
 from tests.tiny import panx_head
-from xlmr.config import TAGS
+from loaders.panx import TAGS
 from xlmr.tokenizer import XLMRTokenizer
 from xlmr.weights import load_model
 

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from loaders.collate import PaddingCollator
-from tests.tiny import ragged_batch
+from tests.tiny import TAGS, ragged_batch
 from xlmr.compile import BUCKET, bucket_multiple, choose, compile_layers, is_compiled
 from xlmr.config import XLMRConfig
 from xlmr.model import XLMRForTokenClassification
@@ -22,7 +22,7 @@ LENGTHS = [(9, 4, 13), (30, 2, 17), (40, 33, 7, 12), (6, 6, 6)]
 @pytest.fixture(scope="module")
 def models():
     torch.manual_seed(0)
-    config = XLMRConfig(vocab_size=VOCAB, hidden_size=32, num_hidden_layers=3, num_attention_heads=4,
+    config = XLMRConfig(id2label=dict(enumerate(TAGS)), vocab_size=VOCAB, hidden_size=32, num_hidden_layers=3, num_attention_heads=4,
                         intermediate_size=64, hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0)
     eager = XLMRForTokenClassification(config)
     compiled = copy.deepcopy(eager)
@@ -73,7 +73,7 @@ def test_layers_share_one_graph_and_lengths_do_not_recompile():
     """Three layers, six lengths: the layers compile as one graph, once static and once with
     symbolic sizes, whatever the number of layers and lengths."""
     torch.manual_seed(1)
-    config = XLMRConfig(vocab_size=VOCAB, hidden_size=32, num_hidden_layers=3, num_attention_heads=4,
+    config = XLMRConfig(id2label=dict(enumerate(TAGS)), vocab_size=VOCAB, hidden_size=32, num_hidden_layers=3, num_attention_heads=4,
                         intermediate_size=64)
     model = XLMRForTokenClassification(config).eval()
     torch._dynamo.reset()

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import torch
 
-from tests.tiny import ragged_batch
+from tests.tiny import TAGS, ragged_batch
 from xlmr.config import XLMRConfig
 from training.embedding_grad import RowSparseGrad
 from xlmr.model import XLMRForTokenClassification
@@ -11,7 +11,7 @@ from xlmr.model import XLMRForTokenClassification
 
 def tiny_model() -> XLMRForTokenClassification:
     torch.manual_seed(0)
-    config = XLMRConfig(vocab_size=300, hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
+    config = XLMRConfig(id2label=dict(enumerate(TAGS)), vocab_size=300, hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
                         intermediate_size=64, hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0)
     return XLMRForTokenClassification(config)
 

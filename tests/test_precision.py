@@ -4,6 +4,7 @@ from __future__ import annotations
 import pytest
 import torch
 
+from tests.tiny import TAGS
 from xlmr import precision
 
 
@@ -68,7 +69,7 @@ def test_linears_cast_for_inference_give_the_same_logits(dtype):
     from xlmr.model import XLMRForTokenClassification
 
     torch.manual_seed(0)
-    config = XLMRConfig(vocab_size=200, hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
+    config = XLMRConfig(id2label=dict(enumerate(TAGS)), vocab_size=200, hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
                         intermediate_size=64)
     fp32 = XLMRForTokenClassification(config).eval()
     cast = precision.cast_linears_for_inference(XLMRForTokenClassification(config).eval(), dtype)

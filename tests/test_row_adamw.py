@@ -7,7 +7,7 @@ import io
 
 import torch
 
-from tests.tiny import ragged_batch
+from tests.tiny import TAGS, ragged_batch
 from training.recipe import linear_schedule
 from training.row_adamw import RowAdamW, clip_grad_norm_rows
 from xlmr.config import XLMRConfig
@@ -19,7 +19,7 @@ VOCAB, STEPS, RESUME_AT = 400, 60, 31
 
 def tiny_model() -> XLMRForTokenClassification:
     torch.manual_seed(0)
-    config = XLMRConfig(vocab_size=VOCAB, hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
+    config = XLMRConfig(id2label=dict(enumerate(TAGS)), vocab_size=VOCAB, hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
                         intermediate_size=64, hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0)
     return XLMRForTokenClassification(config)
 

@@ -169,7 +169,7 @@ def test_the_same_words_decode_alike_in_eval_test_the_sweep_and_the_tagger(tiny,
     from datasets import Dataset, DatasetDict
 
     from evaluation.predict import predict
-    from loaders.align import encode_panx
+    from loaders.align import encode_ner
     from loaders.panx import FEATURES, read_conll
     from xlmr.tagger import Tagger
     from xlmr.tokenizer import XLMRTokenizer
@@ -181,7 +181,7 @@ def test_the_same_words_decode_alike_in_eval_test_the_sweep_and_the_tagger(tiny,
     sweep(tiny, small_xtreme, tmp_path / "sweep", "de", "zh", extra=["--decode", decode])
     for lang, joiner in (("de", " "), ("zh", "")):
         ds = Dataset.from_dict(read_conll(small_xtreme / f"test-{lang}.tsv", lang), features=FEATURES)
-        encoded = encode_panx(DatasetDict({"test": ds}), tokenizer)["test"]
+        encoded = encode_ner(DatasetDict({"test": ds}), tokenizer)["test"]
         predicted = [[tags[t] for t in o["words"]] for o in predict(model, encoded, batch_size=5, decode=decode)]
         lines = (tmp_path / "sweep" / tiny.name / "predictions" / f"test-{lang}.tsv").read_text(encoding="utf-8")
         swept = [[line.split("\t")[2] for line in block.splitlines()] for block in lines.split("\n\n") if block]

@@ -9,7 +9,7 @@ from types import SimpleNamespace
 import pytest
 import torch
 
-from xlmr.config import TAGS
+from loaders.panx import TAGS
 from xlmr.model import XLMRForTokenClassification
 from xlmr.tagger import Tagger, aggregate, entities_from_tags, plan_windows, window_owner
 from xlmr.words import split_words

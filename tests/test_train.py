@@ -17,7 +17,8 @@ import train_loop
 from training import RunError, loop
 from training.state import resumable_state, save_state
 from tests.tiny import panx_head
-from xlmr.config import TAGS, XLMRConfig
+from loaders.panx import TAGS
+from xlmr.config import XLMRConfig
 from xlmr.model import XLMRForTokenClassification
 from xlmr.weights import load_model, save_model
 

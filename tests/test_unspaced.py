@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from loaders.align import IGNORE, align_labels
-from xlmr.config import TAGS
+from loaders.panx import TAGS
 from xlmr.tagger import Tagger
 from xlmr.tokenizer import RUN_PIECE_CHARS
 

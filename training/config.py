@@ -26,7 +26,13 @@ class TrainConfig:
     model: str = field(default=DEFAULT_MODEL, metadata={
         "help": "our checkpoint folder, a Hugging Face folder or a hub id (converted into weights/)"})
     data_dir: str | None = field(default=None, metadata={"help": "PAN-X folder (default: $PANX_DATA_DIR, else the hub)"})
-    output_dir: str | None = field(default=None, metadata={"help": "where the run is written (default: runs/<langs>)"})
+    train_file: str | None = field(default=None, metadata={
+        "help": "your own training data instead of PAN-X: CoNLL (token ... tag), .jsonl or .parquet with tokens and "
+                "ner_tags; its labels become the model's"})
+    validation_file: str | None = field(default=None, metadata={"help": "with --train-file: the data to pick the best epoch on"})
+    test_file: str | None = field(default=None, metadata={"help": "with --train-file: test data, scored at the end"})
+    output_dir: str | None = field(default=None, metadata={
+        "help": "where the run is written (default: runs/<langs>, or runs/<train file name>)"})
     epochs: int = 3
     batch_size: int = field(default=24, metadata={"help": "sentences per optimizer step, over all processes"})
     eval_batch_size: int = 64
@@ -44,7 +50,8 @@ class TrainConfig:
     compile: str = field(default="auto", metadata={
         "choices": COMPILE_CHOICES, "help": "torch.compile the encoder layers (auto: where measured to help)"})
     device: str | None = field(default=None, metadata={"help": "cpu, cuda, cuda:1 ... (default: cuda if available)"})
-    eval_langs: list[str] = field(default_factory=lambda: ["de", "fr", "it", "en"])
+    eval_langs: list[str] = field(default_factory=lambda: ["de", "fr", "it", "en"], metadata={
+        "help": "PAN-X test sets to score the best epoch on (not with --train-file)"})
     full_splits: bool = field(default=False, metadata={"help": "whole PAN-X splits instead of the Swiss-mix subsets"})
     random_batches: bool = field(default=False, metadata={"help": "plain shuffled batches instead of length-grouped ones"})
     label_all_subwords: bool = field(default=False, metadata={

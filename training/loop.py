@@ -30,14 +30,13 @@ from evaluation.scoring import f1_table
 from loaders.align import IGNORE
 from loaders.collate import PaddingCollator
 from xlmr.compile import bucket_multiple, compile_if_chosen
-from xlmr.config import TAGS
 from .embedding_grad import RowSparseGrad
 from xlmr.precision import autocast_for, cpu_capability, dtype_named
 from xlmr.tokenizer import XLMRTokenizer
 from xlmr.weights import load_model, save_model, tokenizer_file_in
 
 from .config import RunError, TrainConfig
-from .prepare import (check_langs, check_output_dir, decide_precision, load_data, prepare_model_folder,
+from .prepare import (check_data_flags, check_output_dir, decide_precision, load_data, prepare_model_folder,
                       setup_distributed)
 from .recipe import apply_gradients, build_optimizer, epoch_batches, linear_schedule, row_sparse_embedding
 from .row_adamw import RowAdamW
@@ -87,8 +86,8 @@ class Run:
 
 def setup(cfg: TrainConfig) -> Run:
     rank, world, device = setup_distributed(cfg.device)
-    out = Path(cfg.output_dir or cfg.resume or f"runs/{'-'.join(cfg.langs)}")
-    check_langs(cfg.langs + cfg.eval_langs)
+    out = Path(cfg.output_dir or cfg.resume or f"runs/{Path(cfg.train_file).stem if cfg.train_file else '-'.join(cfg.langs)}")
+    check_data_flags(cfg)
     if cfg.batch_size % (world * cfg.grad_accum):
         raise RunError(f"--batch-size {cfg.batch_size} must be divisible by processes x --grad-accum "
                        f"({world} x {cfg.grad_accum})")
@@ -104,10 +103,10 @@ def setup(cfg: TrainConfig) -> Run:
     tokenizer_file = tokenizer_file_in(folder)
     if tokenizer_file is None:
         raise RunError(f"{folder}: no sentencepiece.bpe.model beside the weights")
+    train_set, val_set, test_sets, labels = load_data(cfg, XLMRTokenizer(tokenizer_file))
     torch.manual_seed(cfg.seed)  # a new head is drawn from this
     random.seed(cfg.seed)
-    model = load_model(folder, id2label=dict(enumerate(TAGS)))
-    train_set, val_set, test_sets = load_data(cfg, XLMRTokenizer(tokenizer_file))
+    model = load_model(folder, id2label=dict(enumerate(labels)))  # the data's labels, saved with the weights
     model.to(device)
     precision = decide_precision(cfg, device, world)
     amp_dtype, amp_reason = dtype_named(precision["amp"]), precision["reason"]
@@ -277,7 +276,8 @@ def finish(run: Run, tests: dict[str, dict]) -> dict:
 def train(cfg: TrainConfig) -> dict:
     run = setup(cfg)
     if run.is_main:
-        print(f"training on {len(run.train_set)} sentences ({' '.join(cfg.langs)}), validating on "
+        source = cfg.train_file or " ".join(cfg.langs)
+        print(f"training on {len(run.train_set)} sentences ({source}), validating on "
               f"{len(run.val_set)}; {run.total_steps} steps on {run.world} x {run.device}, amp {run.amp_dtype or 'off'}")
         print(f"precision {run.amp_reason}; {run.compile_reason}")
     for epoch in range(run.state.epoch, cfg.epochs):

@@ -9,10 +9,11 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.distributed as dist
-from datasets import concatenate_datasets
+from datasets import DatasetDict, concatenate_datasets
 
-from loaders.align import encode_panx
-from loaders.panx import PanxError, check_lang, panx_splits
+from loaders.align import encode_ner
+from loaders.nerfiles import labels_of, load_ner_file, read_ner_file, to_dataset
+from loaders.panx import TAGS, PanxError, check_lang, panx_splits
 from xlmr.convert import convert
 from xlmr.precision import DTYPE_NAMES, choose, cpu_bf16_attention_by_matmul, use_cpu_bf16_attention_by_matmul
 from xlmr.weights import checkpoint_config, is_ours, resolve_folder
@@ -82,22 +83,49 @@ def prepare_model_folder(src: str) -> Path:
     return target
 
 
+def check_data_flags(cfg: TrainConfig) -> None:
+    """Your own files (--train-file with --validation-file) or PAN-X languages, checked before
+    anything is loaded."""
+    if cfg.train_file or cfg.validation_file or cfg.test_file:
+        if not (cfg.train_file and cfg.validation_file):
+            raise RunError("--train-file and --validation-file go together (the best epoch is picked on validation)")
+        for path in (cfg.train_file, cfg.validation_file, cfg.test_file):
+            if path and not Path(path).is_file():
+                raise RunError(f"no data file at {path}")
+    else:
+        check_langs(cfg.langs + cfg.eval_langs)
+
+
 def load_data(cfg: TrainConfig, tokenizer):
-    """Encoded train/validation sets of the training languages and test sets of the evaluation
-    languages, from the Swiss mix (or the full splits)."""
-    cache = {}
-    for lang in dict.fromkeys(cfg.langs + cfg.eval_langs):
-        cache[lang] = encode_panx(panx_splits(lang, cfg.data_dir, cfg.full_splits), tokenizer, cfg.max_length,
-                                  cfg.label_all_subwords, cfg.unspaced)
-    train = concatenate_datasets([cache[lang]["train"] for lang in cfg.langs])
-    validation = concatenate_datasets([cache[lang]["validation"] for lang in cfg.langs])
+    """(train, validation, {name: test set}, label list), encoded: from --train-file and its
+    companions, whose training file gives the labels; else PAN-X's training languages (the Swiss
+    mix, or the full splits) and the test sets of the evaluation languages."""
+    if cfg.train_file:
+        train_sentences = read_ner_file(cfg.train_file)
+        labels = labels_of(train_sentences)
+        raw = {"train": to_dataset(train_sentences, labels),
+               "validation": load_ner_file(cfg.validation_file, labels)}
+        if cfg.test_file:
+            raw["test"] = load_ner_file(cfg.test_file, labels)
+        if train_sentences.normalised:
+            print(f"{cfg.train_file}: {train_sentences.normalised} tags read as IOB2 (from IOB1 or BIOES)")
+        data = encode_ner(DatasetDict(raw), tokenizer, cfg.max_length, cfg.label_all_subwords, cfg.unspaced)
+        train, validation = data["train"], data["validation"]
+        tests = {Path(cfg.test_file).name: data["test"]} if cfg.test_file else {}
+    else:
+        labels, cache = list(TAGS), {}
+        for lang in dict.fromkeys(cfg.langs + cfg.eval_langs):
+            cache[lang] = encode_ner(panx_splits(lang, cfg.data_dir, cfg.full_splits), tokenizer, cfg.max_length,
+                                     cfg.label_all_subwords, cfg.unspaced)
+        train = concatenate_datasets([cache[lang]["train"] for lang in cfg.langs])
+        validation = concatenate_datasets([cache[lang]["validation"] for lang in cfg.langs])
+        tests = {lang: cache[lang]["test"] for lang in cfg.eval_langs}
     if cfg.num_samples is not None:
         if not 0 < cfg.num_samples <= len(train):
             raise RunError(f"--num-samples {cfg.num_samples} is outside 1..{len(train)}")
         keep = np.random.default_rng(cfg.seed).permutation(len(train))[: cfg.num_samples]
         train = train.select(np.sort(keep))
-    tests = {lang: cache[lang]["test"] for lang in cfg.eval_langs}
-    return train, validation, tests
+    return train, validation, tests, labels
 
 
 def decide_precision(cfg: TrainConfig, device: torch.device, world: int) -> dict:

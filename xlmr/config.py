@@ -10,8 +10,6 @@ import json
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
-TAGS = ("O", "B-PER", "I-PER", "B-ORG", "I-ORG", "B-LOC", "I-LOC")
-
 ROBERTA_FAMILY = ("xlm-roberta", "roberta")
 BERT_FAMILY = ("bert",)
 
@@ -40,7 +38,9 @@ class XLMRConfig:
     layer_norm_eps: float = 1e-5
     initializer_range: float = 0.02
     pad_token_id: int = 1
-    id2label: dict[int, str] = field(default_factory=lambda: dict(enumerate(TAGS)))
+    # The labels belong to the data (PAN-X's in loaders.panx, a user's file's in loaders.nerfiles) and
+    # are saved with the checkpoint; without any, Hugging Face's two placeholders.
+    id2label: dict[int, str] = field(default_factory=lambda: {0: "LABEL_0", 1: "LABEL_1"})
 
     def __post_init__(self):
         if self.model_type not in ROBERTA_FAMILY + BERT_FAMILY:

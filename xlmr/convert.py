@@ -8,14 +8,12 @@ from __future__ import annotations
 import argparse
 import sys
 
-from .config import TAGS
 from .weights import CheckpointError, export_hf, load_model, resolve_folder, save_model, tokenizer_file_in
 
 
-def convert(src, dst, to_hf: bool = False, with_panx_head: bool = False) -> None:
+def convert(src, dst, to_hf: bool = False, labels: list[str] | None = None) -> None:
     folder = resolve_folder(src)
-    id2label = dict(enumerate(TAGS)) if with_panx_head else None
-    model = load_model(folder, id2label=id2label)
+    model = load_model(folder, id2label=dict(enumerate(labels)) if labels else None)
     tokenizer = tokenizer_file_in(folder)
     (export_hf if to_hf else save_model)(model, dst, tokenizer_file=tokenizer)
     if tokenizer is None:
@@ -28,11 +26,12 @@ def main(argv=None) -> int:
     p.add_argument("src", help="checkpoint folder (Hugging Face or ours) or a Hugging Face Hub id")
     p.add_argument("dst", help="folder to write")
     p.add_argument("--to-hf", action="store_true", help="write the Hugging Face layout instead of ours")
-    p.add_argument("--panx-head", action="store_true",
-                   help="give a checkpoint without a head a new 7-tag PAN-X head")
+    p.add_argument("--labels", nargs="+", default=None,
+                   help="give a checkpoint without a head a new head with these labels, e.g. PAN-X's "
+                        "O B-PER I-PER B-ORG I-ORG B-LOC I-LOC")
     args = p.parse_args(argv)
     try:
-        convert(args.src, args.dst, to_hf=args.to_hf, with_panx_head=args.panx_head)
+        convert(args.src, args.dst, to_hf=args.to_hf, labels=args.labels)
     except (CheckpointError, FileNotFoundError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 1
