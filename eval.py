@@ -2,6 +2,7 @@
 
     python eval.py --model runs/de --langs de fr it en --data-dir ../shared/data/panx   # test F1
     python eval.py tag --model runs/de "Jeff Dean ist ein Informatiker bei Google"
+    python eval.py tag --model runs/de --input corpus.txt --output tagged.jsonl   # a corpus; rerun to resume
     python eval.py errors --model runs/de --langs de --data-dir ../shared/data/panx --token '▁('
     python eval.py experiments --model weights/e5-small --data-dir ../shared/data/panx [--quick]
     python eval.py sweep --model runs/en runs/de --data-dir ../shared/data/panx-xtreme   # zero-shot, 39 languages
@@ -20,16 +21,15 @@ from pathlib import Path
 
 import torch
 
+from evaluation.flags import (add_serve_command, add_sweep_command, add_tag_command, add_test_and_errors_commands,
+                              common_flags)
 from evaluation.reports import format_rows, write_json_atomic, write_text_atomic
 from loaders.panx import PanxError, check_lang
-from xlmr.compile import COMPILE_CHOICES, compile_if_chosen
-from xlmr.decoding import DECODINGS
-from xlmr.precision import AMP_CHOICES, amp_dtype_for, cast_linears_for_inference
-from xlmr.tokenizer import UNSPACED
+from xlmr.compile import compile_if_chosen
+from xlmr.quantize import ready_for_inference
 from xlmr.weights import CheckpointError
 
 COMMANDS = ("test", "tag", "errors", "experiments", "sweep", "serve")
-PANX_LANGS = ("de", "fr", "it", "en")
 ERRORS = (CheckpointError, PanxError, FileNotFoundError, ValueError, RuntimeError)
 
 
@@ -40,8 +40,7 @@ def load_for_cli(args, model_dir: str | None = None, tokenizer_file: str | None 
     from xlmr.weights import load_model
 
     model_dir, device = model_dir or args.model, torch.device(args.device)
-    amp = amp_dtype_for(args.amp, device)
-    model = cast_linears_for_inference(load_model(model_dir).to(device), amp)
+    model, amp, _ = ready_for_inference(load_model(model_dir), device, args.amp, getattr(args, "quantize", "off"))
     compile_if_chosen(model, getattr(args, "compile", "off"), device)
     tokenizer = XLMRTokenizer(Path(model_dir) / "sentencepiece.bpe.model" if tokenizer_file is None else tokenizer_file)
     return model, tokenizer, device, amp
@@ -91,9 +90,37 @@ def cmd_test(args) -> int:
     return 0
 
 
+def cmd_tag_corpus(args) -> int:
+    """--input FILE --output FILE: a whole corpus, streamed, resumable, sharded under torchrun."""
+    import os
+
+    import torch.distributed as dist
+
+    from evaluation.corpus import tag_corpus
+    from xlmr.tagger import Tagger
+
+    if not args.output:
+        raise ValueError("--input needs --output (a JSON lines file; rerun the same command to resume)")
+    if not Path(args.input).is_file():
+        raise FileNotFoundError(f"no input file at {args.input}")
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        dist.init_process_group("gloo")  # the chunks are shared out by rank; see evaluation/corpus.py
+    model, tokenizer, device, amp = load_for_cli(args)
+    tagger = Tagger(model, tokenizer, device, amp, args.max_length, args.stride, args.batch_size, args.unspaced)
+    r = tag_corpus(tagger, Path(args.input), Path(args.output), args.chunk_lines, args.aggregation, args.decode)
+    if not dist.is_initialized() or dist.get_rank() == 0:
+        print(f"{r['written']} of {r['lines']} lines in {args.output}; {r['tagged_here']} tagged by this process "
+              f"in {r['seconds']:.1f} s ({r['texts_per_s']:.1f} texts/s)")
+    if dist.is_initialized():
+        dist.destroy_process_group()
+    return 0
+
+
 def cmd_tag(args) -> int:
     from xlmr.tagger import Tagger
 
+    if args.input:
+        return cmd_tag_corpus(args)
     texts = list(args.texts)
     if args.file:
         try:
@@ -185,102 +212,9 @@ def cmd_serve(args) -> int:
     check_exposure(args.host, api_key, args.no_auth)
     service = build_service(args.model, args.device, args.amp, args.max_batch, args.max_wait_ms,
                             batching=not args.no_batching, decode=args.decode, max_queued_texts=args.max_queue,
-                            deadline_s=args.deadline, api_key=api_key)
+                            deadline_s=args.deadline, api_key=api_key, quantize=args.quantize)
     serve(service, args.host, args.port)
     return 0
-
-
-def add_serve_command(sub, common) -> None:
-    v = sub.add_parser("serve", help="an HTTP tagging service and its page (needs the serve extra)")
-    common(v)
-    v.add_argument("--host", default="127.0.0.1", help="address to bind (default: this machine only)")
-    v.add_argument("--port", type=int, default=8000)
-    v.add_argument("--max-batch", type=int, default=32, help="texts tagged together at most")
-    v.add_argument("--max-wait-ms", type=float, default=0.0,
-                   help="how long a batch waits for more requests once the model is free (0: it starts at once)")
-    v.add_argument("--no-batching", action="store_true", help="tag every request alone")
-    v.add_argument("--max-queue", type=int, default=256,
-                   help="texts that may wait at once; past that, requests get 503 with Retry-After")
-    v.add_argument("--deadline", type=float, default=10.0, help="seconds a request may wait before a 503")
-    v.add_argument("--api-key", default=None,
-                   help="require 'Authorization: Bearer KEY' on /api/tag (or set $XLMR_NER_API_KEY); needed to "
-                        "bind beyond 127.0.0.1")
-    v.add_argument("--no-auth", action="store_true", help="serve beyond 127.0.0.1 without an API key")
-
-
-def add_sweep_command(sub, common) -> None:
-    w = sub.add_parser("sweep", help="zero-shot F1 on the test set of every language in a folder (resumable)")
-    common(w, with_model=False, compiles=True, decodings="+")
-    w.add_argument("--model", nargs="+", required=True, help="checkpoint folder(s); several give a side-by-side table")
-    w.add_argument("--data-dir", required=True, help="folder of test-<lang>.tsv files, e.g. ../shared/data/panx-xtreme")
-    w.add_argument("--langs", nargs="+", default=None, help="languages to sweep (default: every test file there)")
-    w.add_argument("--train-langs", nargs="+", default=None,
-                   help="languages to mark as trained on (default: from the run's results.json)")
-    w.add_argument("--output-dir", default=None, help="default: <model>/sweep")
-    w.add_argument("--batch-size", type=int, default=64)
-    w.add_argument("--chunk-sentences", type=int, default=40000,
-                   help="sentences predicted together before results are saved (the unit of resuming)")
-    w.add_argument("--compare-output", default=None, help="with several models: write the side-by-side table here")
-
-
-
-def common_flags(q, with_model=True, compiles=False, decodings=None) -> None:
-    """The flags every command shares: the checkpoint, device, precision and decoding."""
-    if with_model:
-        q.add_argument("--model", required=True, help="our checkpoint folder (as written by train_loop.py)")
-    q.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-    q.add_argument("--amp", default="auto", choices=AMP_CHOICES)
-    q.add_argument("--decode", default=["viterbi"] if decodings else "viterbi", choices=DECODINGS, nargs=decodings,
-                   help="word scores to tags: viterbi = the best valid IOB2 sequence (default), argmax = each word "
-                        "alone (the book's)" + ("; several share one forward pass" if decodings else ""))
-    q.add_argument("--unspaced", default="runs", choices=UNSPACED,
-                   help="Han/kana words: runs = each run tokenised as one string (default), "
-                        "words = each word alone (the book's)")
-    if compiles:
-        q.add_argument("--compile", default="auto", choices=COMPILE_CHOICES,
-                       help="torch.compile the encoder layers (auto: where measured to help)")
-
-
-def add_test_and_errors_commands(sub, common) -> None:
-    t = sub.add_parser("test", help="test F1 per language and seqeval reports (the default command)")
-    common(t, compiles=True)
-    t.add_argument("--langs", nargs="+", default=list(PANX_LANGS))
-    t.add_argument("--test-file", nargs="+", default=None,
-                   help="score your own data instead of PAN-X: CoNLL, .jsonl or .parquet, read against the model's labels")
-    t.add_argument("--data-dir", default=None, help="PAN-X folder (default: $PANX_DATA_DIR, else the hub)")
-    t.add_argument("--split", default="test", choices=["train", "validation", "test"])
-    t.add_argument("--full-splits", action="store_true", help="whole PAN-X splits instead of the Swiss-mix subsets")
-    t.add_argument("--tokenizer", default=None, help="sentencepiece.bpe.model (default: the one in --model)")
-    t.add_argument("--batch-size", type=int, default=64)
-    t.add_argument("--max-length", type=int, default=512)
-    t.add_argument("--output", default=None, help="write the scores and reports to this JSON file")
-
-    e = sub.add_parser("errors", help="error analysis on a validation split: token losses, confusion matrix")
-    common(e, compiles=True)
-    e.add_argument("--langs", nargs="+", default=["de"], help="languages whose split is analysed together")
-    e.add_argument("--data-dir", default=None)
-    e.add_argument("--split", default="validation", choices=["train", "validation", "test"])
-    e.add_argument("--full-splits", action="store_true")
-    e.add_argument("--test-file", nargs="+", default=None, help="analyse your own data instead of PAN-X")
-    e.add_argument("--batch-size", type=int, default=64)
-    e.add_argument("--top", type=int, default=10, help="rows per table and sentences shown")
-    e.add_argument("--token", action="append", default=[], help="also show sentences containing this sub-word, e.g. '▁('")
-    e.add_argument("--output-dir", default=None, help="where tables and the PNG go (default: <model>/errors)")
-
-
-def add_tag_command(sub, common) -> None:
-    g = sub.add_parser("tag", help="tag raw text: sub-word tags and entities with character offsets")
-    common(g)
-    g.add_argument("texts", nargs="*", help="texts to tag (or --file)")
-    g.add_argument("--file", default=None, help="a UTF-8 file with one text per line")
-    g.add_argument("--aggregation", default="first", choices=["first", "average", "max"],
-                   help="how a word's sub-word predictions become its tag")
-    g.add_argument("--max-length", type=int, default=None,
-                   help="window length in tokens (default: the model's positions); longer texts are split")
-    g.add_argument("--stride", type=int, default=None, help="tokens shared by neighbouring windows (default: a quarter)")
-    g.add_argument("--batch-size", type=int, default=16)
-    g.add_argument("--no-tokens", action="store_true", help="print the entities only, not the token table")
-    g.add_argument("--output", default=None, help="write tokens and entities to this JSON file")
 
 
 def build_parser(with_experiments: bool = True) -> argparse.ArgumentParser:

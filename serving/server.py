@@ -8,7 +8,7 @@ from pathlib import Path
 import torch
 
 from xlmr.decoding import DECODINGS
-from xlmr.precision import cast_linears_for_inference, choose
+from xlmr.quantize import ready_for_inference
 from xlmr.tagger import Tagger
 from xlmr.tokenizer import XLMRTokenizer
 from xlmr.weights import load_model
@@ -31,15 +31,16 @@ class Service:
 
 def build_service(model_dir, device: str = "cpu", amp: str = "auto", max_batch: int = 32, max_wait_ms: float = 0.0,
                   batching: bool = True, limits: Limits = Limits(), decode: str = "viterbi",
-                  max_queued_texts: int = 256, deadline_s: float = 10.0, api_key: str | None = None) -> Service:
+                  max_queued_texts: int = 256, deadline_s: float = 10.0, api_key: str | None = None,
+                  quantize: str = "off") -> Service:
     model_dir = Path(model_dir)
     device = torch.device(device)
-    amp_dtype, amp_reason = choose(amp, device)
-    model = cast_linears_for_inference(load_model(model_dir).to(device), amp_dtype)
+    model, amp_dtype, amp_reason = ready_for_inference(load_model(model_dir), device, amp, quantize)
     tagger = Tagger(model, XLMRTokenizer(model_dir / "sentencepiece.bpe.model"), device, amp_dtype,
                     batch_size=max_batch)
     info = {"model": model_dir.name, "labels": [model.config.id2label[i] for i in range(len(model.config.id2label))],
-            "device": str(device), "precision": str(amp_dtype or torch.float32).replace("torch.", ""),
+            "device": str(device), "precision": "int8" if quantize != "off" else
+            str(amp_dtype or torch.float32).replace("torch.", ""),
             "precision_reason": amp_reason,
             "max_window": tagger.max_length, "aggregations": ["first", "average", "max"],
             "decode": decode, "decodings": list(DECODINGS),

@@ -61,6 +61,21 @@ def test_checkpoint_without_head_gets_a_new_one(tmp_path):
     assert 0.01 < std < 0.03 and torch.all(model.classifier.bias == 0)
 
 
+def test_a_headless_encoder_converts_without_a_head(tmp_path):
+    """The head of a fine-tuning run comes from its --seed, not from the random state at conversion."""
+    save_hf(hf_model(hf_config("xlm-roberta"), head=False), tmp_path / "hf")
+    convert(tmp_path / "hf", tmp_path / "ours")
+    assert not any(k.startswith("classifier.") for k in load_file(tmp_path / "ours" / "model.safetensors"))
+    heads = []
+    for _ in range(2):
+        torch.manual_seed(42)
+        with pytest.warns(UserWarning, match="new 7-label head"):
+            heads.append(load_model(tmp_path / "ours", id2label=dict(enumerate("ABCDEFG"))).classifier.weight)
+    assert torch.equal(*heads)
+    convert(tmp_path / "hf", tmp_path / "with-head", labels=list("ABC"))
+    assert load_file(tmp_path / "with-head" / "model.safetensors")["classifier.weight"].shape[0] == 3
+
+
 @pytest.fixture
 def hf_folder(tmp_path):
     return save_hf(hf_model(hf_config("xlm-roberta")), tmp_path / "hf")

@@ -138,6 +138,8 @@ class SelfAttention(nn.Module):
         """
         H = x.shape[-1]
         w, b = self.qkv.weight, self.qkv.bias
+        if not isinstance(w, torch.Tensor):  # an int8 Linear (xlmr/quantize.py) keeps its packed weight
+            return self.qkv(x).split(H, dim=-1)
         if (x.device.type == "cpu" and w.dtype == torch.float32 and not torch.is_grad_enabled()
                 and not torch.is_autocast_enabled("cpu")):
             return tuple(F.linear(x, w_i, b_i) for w_i, b_i in zip(w.split(H), b.split(H)))

@@ -146,6 +146,7 @@ def load_model(src, id2label: dict[int, str] | None = None, manual_attention: bo
         model = XLMRForTokenClassification(config, manual_attention=manual_attention)
     _check_keys(model, state, folder, allow_missing_head=True)
     model.load_state_dict(state, strict=False, assign=True)
+    model.head_is_new = not has_head  # `convert` then saves the encoder alone
     if not has_head:
         model.classifier.to_empty(device="cpu")
         model.reset_head()
@@ -175,10 +176,13 @@ def _check_keys(model, state: dict, folder: Path, allow_missing_head: bool) -> N
         raise CheckpointError(f"{folder}: " + "; ".join(problems))
 
 
-def save_model(model: XLMRForTokenClassification, folder, tokenizer_file=None) -> None:
+def save_model(model: XLMRForTokenClassification, folder, tokenizer_file=None, with_head: bool = True) -> None:
+    """Our checkpoint folder. `with_head=False` leaves the classifier out: a pretrained encoder
+    converted for fine-tuning, whose head the training run draws from its own --seed."""
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
-    state = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
+    state = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()
+             if with_head or not k.startswith("classifier.")}
     config = model.config.to_dict() | {"format": FORMAT}
     write_atomic(folder / "config.json", lambda p: p.write_text(json.dumps(config, indent=2)))
     write_atomic(folder / "model.safetensors", lambda p: save_file(state, p, metadata={"format": "pt"}))
@@ -197,9 +201,15 @@ def export_hf(model: XLMRForTokenClassification, folder, tokenizer_file=None) ->
     """Write the Hugging Face layout: loadable by transformers.AutoModelForTokenClassification, and
     with a tokenizer file also by AutoTokenizer and pipeline("ner")."""
     folder = Path(folder)
+    state = ours_to_hf({k: v.detach().cpu() for k, v in model.state_dict().items()}, model.config)
+    write_hf_companions(model.config, folder, tokenizer_file)
+    write_atomic(folder / "model.safetensors", lambda p: save_file(state, p, metadata={"format": "pt"}))
+
+
+def write_hf_companions(c: XLMRConfig, folder: Path, tokenizer_file=None) -> None:
+    """What sits beside the weights of a Hugging Face folder (or an ONNX one): config.json with
+    the labels (id2label, label2id), and with a tokenizer file the fast tokenizer's files."""
     folder.mkdir(parents=True, exist_ok=True)
-    c = model.config
-    state = ours_to_hf({k: v.detach().cpu() for k, v in model.state_dict().items()}, c)
     is_bert = c.model_type in BERT_FAMILY
     config = c.to_dict() | {
         "architectures": ["BertForTokenClassification" if is_bert else "XLMRobertaForTokenClassification"],
@@ -209,7 +219,6 @@ def export_hf(model: XLMRForTokenClassification, folder, tokenizer_file=None) ->
     }
     config.pop("format", None)
     write_atomic(folder / "config.json", lambda p: p.write_text(json.dumps(config, indent=2)))
-    write_atomic(folder / "model.safetensors", lambda p: save_file(state, p, metadata={"format": "pt"}))
     _copy_tokenizer(tokenizer_file, folder)
     if tokenizer_file is not None:  # the fast tokenizer's files, so AutoTokenizer works on the folder as it is
         write_hf_tokenizer(Path(tokenizer_file), folder, c.max_position_embeddings - c.position_offset,

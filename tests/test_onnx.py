@@ -1,0 +1,44 @@
+"""`python -m xlmr.convert RUN DIR --to-onnx` run in ONNX Runtime: logits within 1e-4 of ours at
+three batch/length shapes (with padding), and the labels and tokenizer beside the model."""
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from tests.test_train import tiny_checkpoint
+from xlmr.weights import load_model
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_onnx_export_runs_in_onnx_runtime(spm_path, tmp_path):
+    import onnxruntime as ort  # in the test extra, as are onnx and onnxscript for the exporter
+
+    run = tiny_checkpoint(tmp_path / "run", spm_path, dropout=0.0)
+    r = subprocess.run([sys.executable, "-m", "xlmr.convert", str(run), str(tmp_path / "onnx"), "--to-onnx"],
+                       cwd=ROOT, capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    ours = load_model(run).eval()
+    config = json.loads((tmp_path / "onnx" / "config.json").read_text())
+    assert config["id2label"] == {str(i): label for i, label in ours.config.id2label.items()}
+    assert (tmp_path / "onnx" / "tokenizer.json").is_file()
+
+    session = ort.InferenceSession(str(tmp_path / "onnx" / "model.onnx"), providers=["CPUExecutionProvider"])
+    g = torch.Generator().manual_seed(0)
+    for batch, length in ((1, 5), (3, 37), (8, 130)):
+        ids = torch.randint(3, 250_000, (batch, length), generator=g)
+        mask = torch.ones_like(ids)
+        for b in range(1, batch):  # ragged: later rows end early, padded with the pad id
+            n = int(torch.randint(2, length + 1, (1,), generator=g))
+            ids[b, n:], mask[b, n:] = ours.config.pad_token_id, 0
+        with torch.no_grad():
+            expected = ours(ids, mask)[0]
+        got = session.run(["logits"], {"input_ids": ids.numpy(), "attention_mask": mask.numpy()})[0]
+        assert got.shape == tuple(expected.shape)
+        real = mask.bool().numpy()
+        assert np.abs(got[real] - expected.numpy()[real]).max() < 1e-4, (batch, length)

@@ -1,0 +1,64 @@
+"""The model as ONNX, for those who deploy with ONNX Runtime: `python -m xlmr.convert RUN DIR --to-onnx`.
+
+The folder holds model.onnx (inputs input_ids and attention_mask, both (batch, length) int64;
+output logits (batch, length, labels) fp32; batch and length dynamic), config.json with the
+labels (id2label) and the tokenizer's files, as Hugging Face's ONNX folders do. It needs the
+`onnx` extra (onnx, onnxscript), which torch's exporter uses.
+
+The exported graph is the padded forward pass: every position is computed and padding is masked
+out of attention. Our eager inference drops padding before the layers (RealTokens), a
+data-dependent shape that ONNX graphs cannot hold; the logits agree where the mask is 1.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+import torch.nn as nn
+
+from .atomic import write_atomic
+from .model import XLMRForTokenClassification
+from .weights import write_hf_companions
+
+ONNX_FILE = "model.onnx"
+OPSET = 18
+
+
+class PaddedLogits(nn.Module):
+    """(input_ids, attention_mask) -> logits, with the mask always applied: no branch on the
+    data, so one graph serves every batch."""
+
+    def __init__(self, model: XLMRForTokenClassification):
+        super().__init__()
+        self.model = model
+
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        encoder = self.model.encoder
+        x = encoder.embeddings(input_ids)  # (B, T, H)
+        key_mask = attention_mask.bool()[:, None, None, :]  # (B, 1, 1, T)
+        for layer in encoder.layers:
+            x = layer(x, key_mask)
+        return self.model.classifier(x)  # (B, T, C)
+
+
+def export_onnx(model: XLMRForTokenClassification, folder, tokenizer_file=None) -> Path:
+    try:
+        import onnxscript  # noqa: F401  (torch's exporter needs it; a clear message beats its own)
+    except ImportError:
+        raise RuntimeError("the ONNX export needs the onnx extra: pip install -e '.[onnx]'") from None
+    folder = Path(folder)
+    wrapped = PaddedLogits(model).eval()
+    c = model.config
+    ids = torch.full((2, 8), 5, dtype=torch.long)
+    ids[:, 0], ids[:, -1] = 0, 2
+    mask = torch.ones_like(ids)
+    mask[1, 5:] = 0
+    batch = torch.export.Dim("batch", min=1, max=4096)
+    length = torch.export.Dim("length", min=2, max=c.max_position_embeddings - c.position_offset)
+    with torch.no_grad():
+        program = torch.onnx.export(wrapped, (ids, mask), dynamo=True, opset_version=OPSET, external_data=False,
+                                    dynamic_shapes=({0: batch, 1: length}, {0: batch, 1: length}),
+                                    input_names=["input_ids", "attention_mask"], output_names=["logits"])
+    write_hf_companions(c, folder, tokenizer_file)
+    write_atomic(folder / ONNX_FILE, lambda p: program.save(str(p)))
+    return folder / ONNX_FILE
