@@ -40,9 +40,10 @@ def load_for_cli(args, model_dir: str | None = None, tokenizer_file: str | None 
     from xlmr.weights import load_model
 
     model_dir, device = model_dir or args.model, torch.device(args.device)
-    model, amp, _ = ready_for_inference(load_model(model_dir), device, args.amp, getattr(args, "quantize", "off"))
-    compile_if_chosen(model, getattr(args, "compile", "off"), device)
     tokenizer = XLMRTokenizer(Path(model_dir) / "sentencepiece.bpe.model" if tokenizer_file is None else tokenizer_file)
+    model, amp, _ = ready_for_inference(load_model(model_dir), device, args.amp, getattr(args, "quantize", "off"),
+                                        tokenizer)
+    compile_if_chosen(model, getattr(args, "compile", "off"), device)
     return model, tokenizer, device, amp
 
 

@@ -13,7 +13,12 @@ Implementations:
 - `ours-compiled`: the same with its layers under torch.compile (xlmr/compile.py), only when
   asked for (--impls); its warm-up steps include the compilation;
 - `hf-sdpa`, `hf-eager`: transformers' model for token classification with that attention, and
-  torch.optim.AdamW(fused=True) + clip_grad_norm_ (the Trainer's optim="adamw_torch_fused").
+  torch.optim.AdamW(fused=True) + clip_grad_norm_ (the Trainer's optim="adamw_torch_fused");
+- `ort-fp32`, `ort-int8` (CPU inference, fp32 tables; with onnxruntime installed): what a user
+  deploying on a CPU picks. ONNX Runtime on our `--to-onnx` export of the same weights
+  (xlmr/onnx_export.py), all graph optimisations on, as many threads as torch; int8 is ONNX
+  Runtime's own `quantize_dynamic` (QInt8 weights) of that file;
+- `ours-int8` (CPU inference, fp32 tables): ours with `--quantize int8` (xlmr/quantize.py).
 Modes: `infer` (eval mode, no_grad, logits) and `train` (dropout on, forward with the loss,
 backward, clipping, AdamW step, gradients cleared). Both under the same autocast for bf16/fp16
 (and a gradient scaler for fp16).
@@ -33,6 +38,7 @@ from __future__ import annotations
 import argparse
 import copy
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -52,6 +58,7 @@ from xlmr.config import XLMRConfig  # noqa: E402
 from xlmr.keymap import hf_to_ours  # noqa: E402
 from xlmr.model import XLMRForTokenClassification  # noqa: E402
 from xlmr.precision import autocast_for, cast_linears_for_inference, cpu_capability  # noqa: E402
+from xlmr.quantize import ready_for_inference  # noqa: E402
 
 # Hugging Face configurations of the sizes measured (e5-small is multilingual-e5-small's shape).
 SIZES = {
@@ -67,7 +74,8 @@ SIZES = {
                           "max_position_embeddings": 514, "type_vocab_size": 1, "layer_norm_eps": 1e-5,
                           "pad_token_id": 1},
 }
-IMPLS = ("ours", "hf-sdpa", "hf-eager", "ours-compiled")  # the last one only when asked for
+IMPLS = ("ours", "hf-sdpa", "hf-eager", "ours-compiled", "ours-int8", "ort-fp32", "ort-int8")
+FP32_INFERENCE_ONLY = ("ours-int8", "ort-fp32", "ort-int8")
 DTYPES = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
 
 
@@ -100,10 +108,11 @@ class Runner:
 
     def __init__(self, impl: str, model, mode: str, dtype, device: torch.device):
         self.impl, self.model, self.mode, self.dtype, self.device = impl, model, mode, dtype, device
-        self.ours = impl.startswith("ours")
-        if not self.ours:
+        self.ours, self.ort = impl.startswith("ours"), impl.startswith("ort")
+        if impl.startswith("hf"):
             model.set_attn_implementation(impl.removeprefix("hf-"))
-        model.train(mode == "train")
+        if not self.ort:
+            model.train(mode == "train")
         self.row_grad = self.optimizer = self.scaler = None
         if mode == "train":
             self.row_grad = row_sparse_embedding(model, world=1) if self.ours else None
@@ -112,6 +121,9 @@ class Runner:
 
     def step(self, b: Batch) -> None:
         ids, mask = b.input_ids.to(self.device), b.attention_mask.to(self.device)
+        if self.ort:  # the padded batch, as numpy arrays: what an ONNX Runtime user feeds
+            self.model.run(["logits"], {"input_ids": ids.numpy(), "attention_mask": mask.numpy()})
+            return
         if self.mode == "infer":
             with torch.no_grad(), autocast_for(self.device, self.dtype):
                 self.model(ids, mask) if self.ours else self.model(input_ids=ids, attention_mask=mask)
@@ -128,7 +140,8 @@ class Runner:
             self.optimizer.close()
         if self.row_grad is not None:
             self.row_grad.embedding.sparse = False
-        self.model.zero_grad(set_to_none=True)
+        if not self.ort:
+            self.model.zero_grad(set_to_none=True)
         self.optimizer = self.row_grad = None
 
 
@@ -165,10 +178,11 @@ def flops_per_step(model: XLMRForTokenClassification, b: Batch, mode: str) -> fl
 def measure_cell(models: dict, cell: Cell, mode: str, precision: str, args, device, bar) -> list[dict]:
     """Every implementation on one cell; one result row per implementation."""
     steps = max(args.steps, len(cell.batches))  # a PAN-X block goes through all its batches
-    memories = {impl: PeakMemory(device) for impl in args.impls}
-    blocks = {impl: [] for impl in args.impls}  # (seconds, tokens) per block
+    impls = [i for i in args.impls if i in models]
+    memories = {impl: PeakMemory(device) for impl in impls}
+    blocks = {impl: [] for impl in impls}  # (seconds, tokens) per block
     for r in range(args.rounds):
-        for impl in args.impls if r % 2 == 0 else reversed(args.impls):
+        for impl in impls if r % 2 == 0 else reversed(impls):
             runner = Runner(impl, models[impl], mode, DTYPES[precision], device)
             blocks[impl].append(time_block(runner, cell, args.warmup, steps, memories[impl] if r == 0 else None))
             runner.close()
@@ -179,12 +193,84 @@ def measure_cell(models: dict, cell: Cell, mode: str, precision: str, args, devi
     batch, seq = cell.shape()
     rows = []
     for impl, (seconds, tokens) in best.items():
-        weights = sum(p.numel() * p.element_size() for p in models[impl].parameters())
+        weights = weight_bytes(models[impl])
         rows.append({"mode": mode, "precision": precision, "cell": cell.name, "batch": batch, "seq": seq,
                      "impl": impl, "tokens_per_s": tokens / seconds, "tflops": flops / seconds / 1e12,
                      "peak_mb": memories[impl].peak_mb(weights), "seconds": seconds, "steps": steps,
                      "blocks_tokens_per_s": [t / s for s, t in blocks[impl]]})
     return rows
+
+
+def weight_bytes(model) -> int:
+    """Bytes of the weights: an ONNX file's size; an int8 Linear's packed weight at a byte a value."""
+    if hasattr(model, "onnx_bytes"):
+        return model.onnx_bytes
+    total = sum(p.numel() * p.element_size() for p in model.parameters())
+    for m in model.modules():
+        if callable(getattr(m, "weight", None)):  # a dynamically quantized Linear keeps weight() and bias()
+            total += m.weight().numel() + (m.bias().numel() * 4 if m.bias() is not None else 0)
+    return total
+
+
+class RandomIds:
+    """A stand-in tokenizer for the calibration of random weights: a random id per word."""
+
+    def __init__(self, model):
+        self.vocab, self.g = model.config.vocab_size, torch.Generator().manual_seed(0)
+
+    def encode(self, text: str) -> list[int]:
+        return [0] + torch.randint(3, self.vocab, (len(text.split()),), generator=self.g).tolist() + [2]
+
+
+def onnx_sessions(ours, folder: Path, impls) -> dict:
+    """ONNX Runtime sessions of ours' weights: fp32 from our export, int8 from ONNX Runtime's
+    dynamic quantization of it."""
+    import onnxruntime as ort
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    from xlmr.onnx_export import export_onnx
+
+    fp32 = export_onnx(ours.eval(), folder)
+    files = {"ort-fp32": fp32}
+    if "ort-int8" in impls:
+        files["ort-int8"] = folder / "model-int8.onnx"
+        quantize_dynamic(fp32, files["ort-int8"], weight_type=QuantType.QInt8)
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = torch.get_num_threads()
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    sessions = {}
+    for impl, file in files.items():
+        if impl in impls:
+            sessions[impl] = ort.InferenceSession(str(file), options, providers=["CPUExecutionProvider"])
+            sessions[impl].onnx_bytes = file.stat().st_size
+    return sessions
+
+
+def fp32_inference_models(ours, size: str, args, device) -> dict:
+    """The implementations that only run in the fp32 inference tables, for one size."""
+    asked = [i for i in FP32_INFERENCE_ONLY if i in args.impls]
+    if not asked or device.type != "cpu":
+        return {}
+    models = {}
+    if "ours-int8" in asked:
+        # Random weights: any ids calibrate them as well as text would (speed does not depend on values).
+        models["ours-int8"] = ready_for_inference(copy.deepcopy(ours), device, "off", "int8", RandomIds(ours))[0]
+    if any(i.startswith("ort") for i in asked):
+        with tempfile.TemporaryDirectory() as folder:  # sessions keep what they need in memory
+            models |= onnx_sessions(ours, Path(folder), asked)
+    return models
+
+
+def default_impls(device: torch.device) -> list[str]:
+    """transformers' two attentions; on a CPU also ONNX Runtime (when installed) and our int8."""
+    impls = list(IMPLS[:3])
+    if device.type == "cpu":
+        try:
+            import onnxruntime  # noqa: F401
+            impls += ["ours-int8", "ort-fp32", "ort-int8"]
+        except ImportError:
+            impls += ["ours-int8"]
+    return impls
 
 
 def parse_args(argv=None):
@@ -195,7 +281,8 @@ def parse_args(argv=None):
     p.add_argument("--modes", nargs="+", default=["infer", "train"], choices=["infer", "train"])
     p.add_argument("--precisions", nargs="+", default=None, choices=list(DTYPES),
                    help="default: those the device computes natively")
-    p.add_argument("--impls", nargs="+", default=list(IMPLS[:3]), choices=IMPLS)
+    p.add_argument("--impls", nargs="+", default=None, choices=IMPLS,
+                   help="default: ours, hf-sdpa, hf-eager; on a CPU also ours-int8, ort-fp32, ort-int8")
     p.add_argument("--batch-sizes", nargs="+", type=int, default=None, help="default: 8 32 (GPU: 8 32 64)")
     p.add_argument("--seq-lens", nargs="+", type=int, default=None, help="default: 32 128 (GPU: 128 256 512)")
     p.add_argument("--data-dir", help="PAN-X folder: adds real German batches as a cell")
@@ -211,6 +298,7 @@ def parse_args(argv=None):
     if args.no_grid and not args.data_dir:
         p.error("--no-grid leaves no cells without --data-dir")
     gpu = torch.device(args.device).type == "cuda"
+    args.impls = args.impls or default_impls(torch.device(args.device))
     args.sizes = args.sizes or (list(SIZES) if gpu else ["e5-small", "xlm-roberta-base"])
     args.batch_sizes = args.batch_sizes or ([8, 32, 64] if gpu else [8, 32])
     args.seq_lens = args.seq_lens or ([128, 256, 512] if gpu else [32, 128])
@@ -229,18 +317,26 @@ def main(argv=None) -> int:
     grid = [] if args.no_grid else [(b, t) for b in args.batch_sizes for t in args.seq_lens]
     cells = {mode: [grid_cell(b, t, vocab) for b, t in grid]
              + ([panx[mode]] if mode in panx else []) for mode in args.modes}
-    units = len(args.sizes) * len(precisions) * sum(map(len, cells.values())) * args.rounds * len(args.impls)
+    def runs_in(mode, precision):
+        return [i for i in args.impls if i not in FP32_INFERENCE_ONLY
+                or (mode == "infer" and precision == "fp32" and device.type == "cpu")]
+
+    units = len(args.sizes) * args.rounds * sum(len(cells[m]) * len(runs_in(m, p)) for m in args.modes for p in precisions)
     rows = []
     with tqdm(total=units, desc="blocks", dynamic_ncols=True) as bar:
         for size in args.sizes:
             ours, hf = build_models(size, device)
-            models = {impl: hf if impl.startswith("hf") else ours for impl in args.impls}
+            models = {impl: hf if impl.startswith("hf") else ours for impl in args.impls
+                      if impl not in FP32_INFERENCE_ONLY}
+            extra = fp32_inference_models(ours, size, args, device) if "infer" in args.modes else {}
             if "ours-compiled" in args.impls:
                 models["ours-compiled"] = copy.deepcopy(ours)
                 compile_layers(models["ours-compiled"])
             for precision in precisions:
                 for mode in args.modes:
                     in_mode = dict(models)
+                    if mode == "infer" and precision == "fp32":
+                        in_mode |= extra
                     if mode == "infer" and DTYPES[precision] is not None and "ours" in models:
                         # What eval.py and the service run: Linear weights cast once (identical results).
                         in_mode["ours"] = cast_linears_for_inference(copy.deepcopy(ours), DTYPES[precision])
@@ -248,7 +344,7 @@ def main(argv=None) -> int:
                         bar.set_postfix_str(f"{size} {precision} {mode} {cell.name}")
                         rows += [r | {"size": size} for r in measure_cell(in_mode, cell, mode, precision, args, device, bar)]
                         write_reports(args.output_dir, info, rows, vars(args), png=False)  # partial results survive a stop
-            del ours, hf, models
+            del ours, hf, models, extra
     write_reports(args.output_dir, info, rows, vars(args))
     print((args.output_dir / "throughput.md").read_text())
     return 0

@@ -35,9 +35,9 @@ def build_service(model_dir, device: str = "cpu", amp: str = "auto", max_batch: 
                   quantize: str = "off") -> Service:
     model_dir = Path(model_dir)
     device = torch.device(device)
-    model, amp_dtype, amp_reason = ready_for_inference(load_model(model_dir), device, amp, quantize)
-    tagger = Tagger(model, XLMRTokenizer(model_dir / "sentencepiece.bpe.model"), device, amp_dtype,
-                    batch_size=max_batch)
+    tokenizer = XLMRTokenizer(model_dir / "sentencepiece.bpe.model")
+    model, amp_dtype, amp_reason = ready_for_inference(load_model(model_dir), device, amp, quantize, tokenizer)
+    tagger = Tagger(model, tokenizer, device, amp_dtype, batch_size=max_batch)
     info = {"model": model_dir.name, "labels": [model.config.id2label[i] for i in range(len(model.config.id2label))],
             "device": str(device), "precision": "int8" if quantize != "off" else
             str(amp_dtype or torch.float32).replace("torch.", ""),

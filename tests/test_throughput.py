@@ -34,15 +34,17 @@ def test_tiny_run_writes_every_cell(tmp_path, tiny_size):
     assert throughput.main(argv) == 0
     report = json.loads((out / "throughput.json").read_text())
     rows = report["rows"]
-    # 2 modes x 2 cells x 3 implementations
-    assert len(rows) == 12
+    # 2 modes x 2 cells x 3 implementations, and on a CPU ONNX Runtime (fp32, int8) and our int8 for inference
+    assert len(rows) == 18
     assert {(r["mode"], r["cell"], r["impl"]) for r in rows} == {
-        (m, c, i) for m in ("infer", "train") for c in ("2x8", "3x8") for i in ("ours", "hf-sdpa", "hf-eager")}
+        (m, c, i) for m in ("infer", "train") for c in ("2x8", "3x8") for i in ("ours", "hf-sdpa", "hf-eager")} | {
+        ("infer", c, i) for c in ("2x8", "3x8") for i in ("ours-int8", "ort-fp32", "ort-int8")}
     assert all(r["tokens_per_s"] > 0 and r["tflops"] > 0 for r in rows)
     assert report["machine"]["peak_tflops"]["fp32"] > 0
     md = (out / "throughput.md").read_text()
     assert "## train, fp32" in md and "| tiny | 3x8 | 3 x 8 |" in md
-    assert "comparisons" in md
+    assert "comparisons" in md and "ours-int8/ort-int8" in md
+    assert report["machine"]["peak_source"]  # which library's product the fp32 MFU divides by
     try:
         import matplotlib  # noqa: F401
         assert (out / "throughput.png").stat().st_size > 1000

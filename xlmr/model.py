@@ -137,9 +137,9 @@ class SelfAttention(nn.Module):
         Running the reference's products leaves no shape where ours loses on them.
         """
         H = x.shape[-1]
-        w, b = self.qkv.weight, self.qkv.bias
-        if not isinstance(w, torch.Tensor):  # an int8 Linear (xlmr/quantize.py) keeps its packed weight
+        if not isinstance(self.qkv, nn.Linear):  # int8 (xlmr/quantize.py): one product, packed weight
             return self.qkv(x).split(H, dim=-1)
+        w, b = self.qkv.weight, self.qkv.bias
         if (x.device.type == "cpu" and w.dtype == torch.float32 and not torch.is_grad_enabled()
                 and not torch.is_autocast_enabled("cpu")):
             return tuple(F.linear(x, w_i, b_i) for w_i, b_i in zip(w.split(H), b.split(H)))
