@@ -55,7 +55,10 @@ def export_onnx(model: XLMRForTokenClassification, folder, tokenizer_file=None) 
     mask[1, 5:] = 0
     batch = torch.export.Dim("batch", min=1, max=4096)
     length = torch.export.Dim("length", min=2, max=c.max_position_embeddings - c.position_offset)
-    with torch.no_grad():
+    # Traced with gradients enabled on purpose: fp32 inference without them computes Q, K and V as
+    # three products on slices of the fused weight (SelfAttention.project_qkv), which in a graph
+    # would slice the constant weight on every run; with them the graph has one fused product.
+    with torch.enable_grad():
         program = torch.onnx.export(wrapped, (ids, mask), dynamo=True, opset_version=OPSET, external_data=False,
                                     dynamic_shapes=({0: batch, 1: length}, {0: batch, 1: length}),
                                     input_names=["input_ids", "attention_mask"], output_names=["logits"])
