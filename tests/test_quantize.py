@@ -67,3 +67,15 @@ def _copy(linear):
     twin = torch.nn.Linear(linear.in_features, linear.out_features)
     twin.load_state_dict(linear.state_dict())
     return twin
+
+
+def test_the_service_serves_int8(spm_path, tmp_path):
+    from serving.server import build_service
+
+    folder = confident_checkpoint(tmp_path / "m", spm_path)
+    service = build_service(folder, amp="auto", quantize="int8")
+    assert service.info["precision"] == "int8" and "int8" in service.info["precision_reason"]
+    assert type(service.batcher.tagger.model.encoder.layers[0].mlp.fc).__name__ == "SmoothedInt8Linear"
+    fp32 = Tagger(load_model(folder), XLMRTokenizer(folder))
+    assert [[e.type for e in t.entities] for t in service.batcher.tagger(SENTENCES)] == [
+        [e.type for e in t.entities] for t in fp32(SENTENCES)]
