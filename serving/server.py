@@ -95,7 +95,7 @@ class Running:
     """A service running in a background thread on an ephemeral port of this machine, for tests
     and the load script: `with Running(service) as url: ...`."""
 
-    def __init__(self, service: TagService, host: str = "127.0.0.1"):
+    def __init__(self, service: Service, host: str = "127.0.0.1"):
         self.service, self.host = service, host
 
     def __enter__(self) -> str:
