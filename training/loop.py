@@ -17,6 +17,7 @@ import math
 import random
 import shutil
 import time
+import warnings
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -106,7 +107,11 @@ def setup(cfg: TrainConfig) -> Run:
     train_set, val_set, test_sets, labels = load_data(cfg, XLMRTokenizer(tokenizer_file))
     torch.manual_seed(cfg.seed)  # a new head is drawn from this
     random.seed(cfg.seed)
-    model = load_model(folder, id2label=dict(enumerate(labels)))  # the data's labels, saved with the weights
+    with warnings.catch_warnings():  # a head-less encoder is the usual start: said below, not warned
+        warnings.filterwarnings("ignore", message=".*has no token-classification head")
+        model = load_model(folder, id2label=dict(enumerate(labels)))  # the data's labels, saved with the weights
+    if model.head_is_new and rank == 0:
+        print(f"a new {len(labels)}-label head ({', '.join(labels)}), drawn from --seed {cfg.seed}")
     model.to(device)
     precision = decide_precision(cfg, device, world)
     amp_dtype, amp_reason = dtype_named(precision["amp"]), precision["reason"]
