@@ -28,10 +28,10 @@ def model_dir(spm_path, tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="module")
 def corpus(panx_dir, tmp_path_factory) -> Path:
-    """2,001 lines: German test sentences (each line once), an empty line among them."""
+    """801 lines: German test sentences (each line once), an empty line among them."""
     text = (panx_dir / "test-de.tsv").read_text(encoding="utf-8")
     sentences = [" ".join(line.split("\t")[0] for line in block.splitlines())
-                 for block in text.split("\n\n")[:2000] if block.strip()]
+                 for block in text.split("\n\n")[:800] if block.strip()]
     sentences.insert(7, "")
     path = tmp_path_factory.mktemp("corpus") / "corpus.txt"
     path.write_text("\n".join(sentences) + "\n", encoding="utf-8")
@@ -63,12 +63,12 @@ def test_every_line_as_the_tagger_tags_it(uninterrupted, corpus, model_dir):
     assert [r["line"] for r in records] == list(range(1, len(texts) + 1))
     assert [r["text"] for r in records] == texts
     tagger = Tagger(load_model(model_dir), XLMRTokenizer(model_dir))
-    for r in records[::97] + [records[7]]:
+    for r in records[::41] + [records[7]]:
         expected = [(e.type, e.text, e.start, e.end, pytest.approx(e.score, abs=1e-5))
                     for e in tagger(r["text"]).entities]
         assert [(e["entity_group"], e["word"], e["start"], e["end"], e["score"]) for e in r["entities"]] == expected
     assert records[7]["entities"] == []
-    assert sum(len(r["entities"]) for r in records) > 100
+    assert sum(len(r["entities"]) for r in records) > 40
 
 
 def test_killed_and_rerun_writes_the_same_output(uninterrupted, model_dir, corpus, tmp_path):
@@ -77,12 +77,12 @@ def test_killed_and_rerun_writes_the_same_output(uninterrupted, model_dir, corpu
     proc = subprocess.Popen([sys.executable, *tag_command(model_dir, corpus, out, "--batch-size", "4")], env=env,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.time() + 300
-    while time.time() < deadline and not (out.is_file() and out.stat().st_size > 20_000):
+    while time.time() < deadline and not (out.is_file() and out.stat().st_size > 10_000):
         assert proc.poll() is None, "the run ended before it could be killed"
         time.sleep(0.005)
     proc.send_signal(signal.SIGKILL)
     proc.wait()
-    assert 0 < len(out.read_bytes().splitlines()) < 2001
+    assert 0 < len(out.read_bytes().splitlines()) < 801
     with open(out, "a", encoding="utf-8") as f:  # as if killed in the middle of an append
         f.write('{"line": 99999, "text": "half a li')
     r = run(tag_command(model_dir, corpus, out))
