@@ -38,7 +38,6 @@ from __future__ import annotations
 import argparse
 import copy
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -58,7 +57,8 @@ from xlmr.config import XLMRConfig  # noqa: E402
 from xlmr.keymap import hf_to_ours  # noqa: E402
 from xlmr.model import XLMRForTokenClassification  # noqa: E402
 from xlmr.precision import autocast_for, cast_linears_for_inference, cpu_capability  # noqa: E402
-from xlmr.quantize import ready_for_inference  # noqa: E402
+from benchmarks.throughput_runtimes import (FP32_INFERENCE_ONLY, default_impls, fp32_inference_models,  # noqa: E402
+                                            weight_bytes)
 
 # Hugging Face configurations of the sizes measured (e5-small is multilingual-e5-small's shape).
 SIZES = {
@@ -75,7 +75,6 @@ SIZES = {
                           "pad_token_id": 1},
 }
 IMPLS = ("ours", "hf-sdpa", "hf-eager", "ours-compiled", "ours-int8", "ort-fp32", "ort-int8")
-FP32_INFERENCE_ONLY = ("ours-int8", "ort-fp32", "ort-int8")
 DTYPES = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
 
 
@@ -199,78 +198,6 @@ def measure_cell(models: dict, cell: Cell, mode: str, precision: str, args, devi
                      "peak_mb": memories[impl].peak_mb(weights), "seconds": seconds, "steps": steps,
                      "blocks_tokens_per_s": [t / s for s, t in blocks[impl]]})
     return rows
-
-
-def weight_bytes(model) -> int:
-    """Bytes of the weights: an ONNX file's size; an int8 Linear's packed weight at a byte a value."""
-    if hasattr(model, "onnx_bytes"):
-        return model.onnx_bytes
-    total = sum(p.numel() * p.element_size() for p in model.parameters())
-    for m in model.modules():
-        if callable(getattr(m, "weight", None)):  # a dynamically quantized Linear keeps weight() and bias()
-            total += m.weight().numel() + (m.bias().numel() * 4 if m.bias() is not None else 0)
-    return total
-
-
-class RandomIds:
-    """A stand-in tokenizer for the calibration of random weights: a random id per word."""
-
-    def __init__(self, model):
-        self.vocab, self.g = model.config.vocab_size, torch.Generator().manual_seed(0)
-
-    def encode(self, text: str) -> list[int]:
-        return [0] + torch.randint(3, self.vocab, (len(text.split()),), generator=self.g).tolist() + [2]
-
-
-def onnx_sessions(ours, folder: Path, impls) -> dict:
-    """ONNX Runtime sessions of ours' weights: fp32 from our export, int8 from ONNX Runtime's
-    dynamic quantization of it."""
-    import onnxruntime as ort
-    from onnxruntime.quantization import QuantType, quantize_dynamic
-
-    from xlmr.onnx_export import export_onnx
-
-    fp32 = export_onnx(ours.eval(), folder)
-    files = {"ort-fp32": fp32}
-    if "ort-int8" in impls:
-        files["ort-int8"] = folder / "model-int8.onnx"
-        quantize_dynamic(fp32, files["ort-int8"], weight_type=QuantType.QInt8)
-    options = ort.SessionOptions()
-    options.intra_op_num_threads = torch.get_num_threads()
-    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-    sessions = {}
-    for impl, file in files.items():
-        if impl in impls:
-            sessions[impl] = ort.InferenceSession(str(file), options, providers=["CPUExecutionProvider"])
-            sessions[impl].onnx_bytes = file.stat().st_size
-    return sessions
-
-
-def fp32_inference_models(ours, size: str, args, device) -> dict:
-    """The implementations that only run in the fp32 inference tables, for one size."""
-    asked = [i for i in FP32_INFERENCE_ONLY if i in args.impls]
-    if not asked or device.type != "cpu":
-        return {}
-    models = {}
-    if "ours-int8" in asked:
-        # Random weights: any ids calibrate them as well as text would (speed does not depend on values).
-        models["ours-int8"] = ready_for_inference(copy.deepcopy(ours), device, "off", "int8", RandomIds(ours))[0]
-    if any(i.startswith("ort") for i in asked):
-        with tempfile.TemporaryDirectory() as folder:  # sessions keep what they need in memory
-            models |= onnx_sessions(ours, Path(folder), asked)
-    return models
-
-
-def default_impls(device: torch.device) -> list[str]:
-    """transformers' two attentions; on a CPU also ONNX Runtime (when installed) and our int8."""
-    impls = list(IMPLS[:3])
-    if device.type == "cpu":
-        try:
-            import onnxruntime  # noqa: F401
-            impls += ["ours-int8", "ort-fp32", "ort-int8"]
-        except ImportError:
-            impls += ["ours-int8"]
-    return impls
 
 
 def parse_args(argv=None):
