@@ -12,12 +12,12 @@ import sys
 from pathlib import Path
 
 import pytest
-import torch
 
 from loaders.nerfiles import to_iob2
 from serving.server import Running, build_service
 from tests.test_serving import post
 from tests.test_train import tiny_checkpoint
+from tests.tiny import hf_first_subword_tags
 from xlmr.tagger import Tagger
 from xlmr.tokenizer import XLMRTokenizer
 from xlmr.weights import export_hf, load_model
@@ -104,15 +104,8 @@ def test_eval_test_file_against_seqeval_on_transformers(trained, tmp_path):
     tok = AutoTokenizer.from_pretrained(tmp_path / "hf")
     gold, pred = [], []
     for tokens, tags in sentences(60, 3):
-        enc = tok(tokens, is_split_into_words=True, return_tensors="pt")
-        with torch.no_grad():
-            best = hf(**enc).logits[0].argmax(-1).tolist()
-        first = {}
-        for position, w in enumerate(enc.word_ids()):
-            if w is not None and w not in first:
-                first[w] = position
         gold.append(tags)
-        pred.append([hf.config.id2label[best[first[w]]] for w in range(len(tokens))])
+        pred.append(hf_first_subword_tags(hf, tok, tokens))
     assert ours == pytest.approx(f1_score(gold, pred), abs=1e-9)
     assert ours > 0.5  # one epoch learns these templates
 

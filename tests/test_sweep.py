@@ -12,6 +12,7 @@ import pytest
 import eval as ev
 from evaluation.sweep import mean_line, side_by_side, summarise
 from tests.test_train import tiny_checkpoint
+from tests.tiny import hf_first_subword_tags
 
 LANGS = ("de", "fr", "ja", "ar", "hi", "zh")
 
@@ -68,7 +69,6 @@ def test_sweep_of_a_trained_model_matches_transformers_and_seqeval(trained, smal
     """Independent of our encoder, tokenizer glue and scoring: the checkpoint exported to
     Hugging Face, run by transformers on the words (is_split_into_words, first sub-word's
     argmax) and scored by seqeval, gives the sweep's F1 with --decode argmax."""
-    import torch
     from seqeval.metrics import f1_score
     from transformers import AutoModelForTokenClassification, AutoTokenizer
 
@@ -83,14 +83,7 @@ def test_sweep_of_a_trained_model_matches_transformers_and_seqeval(trained, smal
         data = read_conll(small_xtreme / f"test-{lang}.tsv", lang)
         y_true, y_pred = [], []
         for words, tags in zip(data["tokens"], data["ner_tags"]):
-            enc = tok(words, is_split_into_words=True, return_tensors="pt")
-            with torch.no_grad():
-                best = hf(**enc).logits[0].argmax(-1).tolist()
-            first = {}
-            for position, w in enumerate(enc.word_ids()):
-                if w is not None and w not in first:
-                    first[w] = best[position]
-            y_pred.append([hf.config.id2label[first[w]] for w in range(len(words))])
+            y_pred.append(hf_first_subword_tags(hf, tok, words))
             y_true.append([hf.config.id2label[t] for t in tags])
         reference = f1_score(y_true, y_pred)
         if lang == "de":

@@ -70,3 +70,16 @@ def panx_head(panx_dir: Path, out: Path, langs=("de",), sizes=(("train", 240), (
             text = (panx_dir / f"{split}-{lang}.tsv").read_text(encoding="utf-8")
             (out / f"{split}-{lang}.tsv").write_text("\n\n".join(text.split("\n\n")[:n]) + "\n", encoding="utf-8")
     return out
+
+
+def hf_first_subword_tags(hf, tok, words: list[str]) -> list[str]:
+    """transformers' tags for a sentence's words: each word takes the argmax of its first sub-word
+    (the book's decoding, computed without our code)."""
+    enc = tok(words, is_split_into_words=True, return_tensors="pt")
+    with torch.no_grad():
+        best = hf(**enc).logits[0].argmax(-1).tolist()
+    first = {}
+    for position, w in enumerate(enc.word_ids()):
+        if w is not None and w not in first:
+            first[w] = best[position]
+    return [hf.config.id2label[first[w]] for w in range(len(words))]
