@@ -16,7 +16,7 @@ from loaders.align import IGNORE
 from loaders.batching import sorted_batches
 from loaders.collate import PaddingCollator
 from xlmr.compile import bucket_multiple
-from xlmr.decoding import head_positions, inside_ids, spread_to_words
+from xlmr.decoding import head_glued, head_positions, inside_ids, spread_to_words
 from xlmr.precision import autocast_for
 
 from .scoring import entity_scores, tag_names
@@ -35,7 +35,7 @@ def predict(model, dataset, batch_size: int = 64, device="cpu", amp_dtype=None, 
     model.eval()
     indices = list(range(len(dataset))) if indices is None else list(indices)
     # Read the columns once: row-by-row access to an Arrow table is slow.
-    columns = {k: list(dataset[k]) for k in ("input_ids", "labels", "word_ids", "word_heads", "ner_tags")
+    columns = {k: list(dataset[k]) for k in ("input_ids", "labels", "word_ids", "word_heads", "word_glued", "ner_tags")
                if k in _column_names(dataset)}
     rows = [{k: v[i] for k, v in columns.items()} for i in indices]
     batches = sorted_batches([len(r["input_ids"]) for r in rows], batch_size)
@@ -68,6 +68,13 @@ class _Words:
             return head_positions(row["word_ids"], row["word_heads"])
         return [t for t, label in enumerate(row["labels"]) if label != IGNORE]
 
+    @staticmethod
+    def glued(row) -> list[bool]:
+        """For each head, whether its piece has no '▁' (False where the dataset does not say)."""
+        if "word_glued" in row and "word_heads" in row:
+            return head_glued(row["word_ids"], row["word_heads"], row["word_glued"])
+        return [False] * len(_Words.heads(row))
+
     def tags(self, row, head_tags: list[int]) -> list[int]:
         if "word_heads" in row:
             return spread_to_words(head_tags, row["word_ids"], row["word_heads"], self.inside, self.outside)
@@ -92,7 +99,8 @@ def _predict_batch(model, rows, collate, device, decode, words: _Words) -> list[
     heads = [words.heads(r) for r in rows]
     methods = (decode,) if isinstance(decode, str) else tuple(decode)
     scores = [log_probs[b, h] for b, h in enumerate(heads)]  # (n_heads, C) per sentence
-    decoded = {m: model.decode(scores, m) for m in methods}
+    glued = [words.glued(r) for r in rows]
+    decoded = {m: model.decode(scores, m, glued) for m in methods}
     first = decoded[methods[0]]
     argmax = log_probs.argmax(-1)  # (B, T)
     out = []

@@ -48,7 +48,7 @@ def trained_langs(model_dir: Path) -> list[str]:
     return json.loads(results.read_text())["config"]["langs"] if results.is_file() else []
 
 
-COLUMNS = ("input_ids", "labels", "word_ids", "word_heads", "ner_tags")
+COLUMNS = ("input_ids", "labels", "word_ids", "word_heads", "word_glued", "ner_tags")
 
 
 def encode_test_set(path: Path, lang: str, tokenizer, max_length: int = 512, unspaced: str = "runs",

@@ -47,7 +47,7 @@ def label_names(ds) -> list[str]:
 def encode_ner(ds: DatasetDict, tokenizer: XLMRTokenizer, max_length: int = 512,
                 label_all_subwords: bool = False, unspaced: str = "runs") -> DatasetDict:
     """Adds input_ids, labels, word_ids (-1 for special tokens) and word_heads (the token that
-    carries each word's label; see Encoding) to every split. Runs of Han/kana words are tokenised
+    carries each word's label) and word_glued (its piece has no '▁'; see Encoding) to every split. Runs of Han/kana words are tokenised
     as one string unless unspaced="words"; a piece then carries the tag of the word it starts in.
     Sentences longer than max_length are truncated, never dropped, and counted in a warning."""
     inside = inside_ids(label_names(ds))
@@ -62,6 +62,7 @@ def encode_ner(ds: DatasetDict, tokenizer: XLMRTokenizer, max_length: int = 512,
                        for e, tags in zip(encodings, batch["ner_tags"])],
             "word_ids": [[-1 if w is None else w for w in e.word_ids] for e in encodings],
             "word_heads": [e.word_heads for e in encodings],
+            "word_glued": [e.word_glued for e in encodings],
         }
 
     # No cache: the truncation count is gathered as the function runs.

@@ -51,6 +51,50 @@ def test_viterbi_matches_brute_force(labels):
                 assert got == pytest.approx(brute_force(s, labels), abs=1e-4)
 
 
+def glued_scores(scores: torch.Tensor, glued: list[bool], labels: list[str]) -> torch.Tensor:
+    """The emission rule for glued pieces written out by name: I-X scores log(P(B-X) + P(I-X))."""
+    out = scores.clone()
+    for t, g in enumerate(glued):
+        for i, tag in enumerate(labels):
+            if g and tag.startswith("I-") and "B-" + tag[2:] in labels:
+                b = labels.index("B-" + tag[2:])
+                out[t, i] = float(torch.log(scores[t, b].exp() + scores[t, i].exp()))
+    return out
+
+
+@pytest.mark.parametrize("labels", [PANX, OTHER], ids=["panx", "own-labels"])
+def test_viterbi_on_glued_pieces_matches_brute_force(labels):
+    g = torch.Generator().manual_seed(1)
+    decoder = TagDecoder(labels)
+    for trial in range(12):
+        lengths = torch.randint(1, 5, (4,), generator=g).tolist()
+        scores = [torch.randn(n, len(labels), generator=g).log_softmax(-1) * 3 for n in lengths]
+        glued = [torch.rand(n, generator=g).lt(0.5).tolist() for n in lengths]
+        paths = decoder(scores, "viterbi", glued)
+        for s, mask, path in zip(scores, glued, paths):
+            assert valid([labels[i] for i in path])
+            rescored = glued_scores(s, mask, labels)
+            got = float(sum(rescored[t, path[t]] for t in range(len(s))))
+            assert got == pytest.approx(brute_force(rescored, labels), abs=1e-4)
+
+
+def test_a_glued_piece_continues_the_entity_before_it():
+    decoder = TagDecoder(PANX)
+    # ジョ | ン: the model says B-PER at both pieces (0.9; 0.6 B-PER, 0.3 I-PER at ン), as it was
+    # never taught I- on a piece without '▁'. Alone, ン opens a second PER (log .6 > log .3);
+    # glued, continuing scores log(.6 + .3) = log .9 > log .6, so one PER spans both.
+    p = torch.tensor([[0.04, 0.9, 0.01, 0.01, 0.01, 0.02, 0.01],
+                      [0.04, 0.6, 0.3, 0.01, 0.01, 0.02, 0.02]])
+    assert decoder([p.log()], "viterbi") == [[1, 1]]
+    assert decoder([p.log()], "viterbi", [[False, True]]) == [[1, 2]]
+    assert decoder([p.log()], "argmax", [[False, True]]) == [[1, 1]]  # the book's decoding ignores it
+    # After O, a glued piece can only open an entity, with B-PER's own probability.
+    q = torch.tensor([[0.9, 0.02, 0.02, 0.02, 0.02, 0.01, 0.01], [0.5, 0.2, 0.3, 0.0, 0.0, 0.0, 0.0]])
+    assert decoder([q.clamp_min(1e-9).log()], "viterbi", [[False, True]]) == [[0, 0]]
+    with pytest.raises(ValueError, match="glued"):
+        decoder([p.log()], "viterbi", [[True]])
+
+
 def test_viterbi_keeps_a_valid_argmax_and_argmax_is_per_word():
     decoder = TagDecoder(PANX)
     # B-PER I-PER O B-LOC: already valid, so Viterbi changes nothing.

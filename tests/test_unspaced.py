@@ -28,6 +28,9 @@ def test_a_run_is_cut_into_short_pieces(tokenizer):
     assert enc.word_ids == [None, 0, 2, 4, 6, None]  # the word each piece starts in
     # 在 sits inside 我在, so its label is word 0's token; 京 inside 北京, and so on.
     assert enc.word_heads == [1, 1, 2, 2, 3, 3, 4, 4]
+    # No piece of the run has a '▁', so each word that carries a piece's label is glued to the
+    # text before it; words inside a piece carry none.
+    assert enc.word_glued == [True, False, True, False, True, False, True, False]
     # Gold: 北京大学 is an organisation. Each piece carries the tag of the word it starts in.
     gold = [O, O, B_ORG, I_ORG, I_ORG, I_ORG, O, O]
     assert align_labels(enc.word_ids, gold) == [IGNORE, O, B_ORG, I_ORG, O, IGNORE]
@@ -44,6 +47,8 @@ def test_runs_stop_at_other_scripts_and_punctuation(tokenizer):
     assert toks[1] == "▁Sony" and toks[-2:] == ["▁Tokyo", "</s>"]
     assert "東京" in toks  # the run の本社は東京 holds the piece 東京
     assert enc.word_heads[5] == toks.index("東京") and enc.word_heads[6] == toks.index("東京")
+    assert not enc.word_glued[0] and not enc.word_glued[-1]  # ▁Sony and ▁Tokyo start with '▁'
+    assert enc.word_glued[5] and not enc.word_glued[6]  # 東京 continues は; 京 sits inside it
     # No piece of the run is longer than RUN_PIECE_CHARS characters; together they spell the run.
     run = [p for p, w in zip(toks, enc.word_ids) if w is not None and 1 <= w <= 6]
     assert "".join(run) == "の本社は東京"

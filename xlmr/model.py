@@ -250,10 +250,12 @@ class XLMRForTokenClassification(nn.Module):
         return F.cross_entropy(logits.float().flatten(0, 1), labels.flatten(), ignore_index=IGNORE_INDEX,
                                reduction=reduction).view(labels.shape if reduction == "none" else ())
 
-    def decode(self, word_scores: list[torch.Tensor], method: str = "viterbi") -> list[list[int]]:
+    def decode(self, word_scores: list[torch.Tensor], method: str = "viterbi",
+               glued: list[list[bool]] | None = None) -> list[list[int]]:
         """Tag ids per sentence from each word's log-probabilities (n_words, C): constrained
-        IOB2 Viterbi, or the book's per-word argmax (xlmr/decoding.py)."""
+        IOB2 Viterbi, or the book's per-word argmax (xlmr/decoding.py). `glued` marks the words
+        whose piece has no '▁' (Encoding.word_glued)."""
         labels = [self.config.id2label[i] for i in range(len(self.config.id2label))]
         if getattr(self, "_decoder", None) is None or self._decoder.labels != labels:
             self._decoder = TagDecoder(labels)
-        return self._decoder(word_scores, method)
+        return self._decoder(word_scores, method, glued)

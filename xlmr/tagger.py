@@ -188,8 +188,10 @@ class Tagger:
                 tagged.token_scores += [float(s) for s in top.values]
             out.append(tagged)
             word_probs.append((heads, torch.stack(head_probs) if heads else torch.zeros(0, len(self.inside))))
-        # One decoding for all texts: Viterbi steps through every sentence at once.
-        decoded = self.model.decode([p.clamp_min(1e-30).log() for _, p in word_probs], decode)
+        # One decoding for all texts: Viterbi steps through every sentence at once. A word whose
+        # piece has no '▁' (inside a Han/kana run) may continue an entity as B- or I- (decoding.py).
+        glued = [[enc.word_glued[w] for w in heads] for enc, (heads, _) in zip(encodings, word_probs)]
+        decoded = self.model.decode([p.clamp_min(1e-30).log() for _, p in word_probs], decode, glued)
         for tagged, (heads, p), tags in zip(out, word_probs, decoded):
             tagged.word_tags, tagged.word_scores = self._word_tags(heads, p, tags, len(tagged.words))
             tagged.entities = entities_from_tags(tagged.text, tagged.words, tagged.word_tags, tagged.word_scores)

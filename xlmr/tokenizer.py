@@ -45,6 +45,10 @@ class Encoding:
     # held inside another word's piece (a run of Han/kana), that word's first token; -1 where
     # truncation cut the word off. Empty when not computed.
     word_heads: list[int] = field(default_factory=list)
+    # Per word, whether the piece that carries its label has no '▁' of its own: it continues the
+    # text before it, as pieces inside a run of Han/kana do. A model fine-tuned on spaced text
+    # never saw a label on such a piece, so its B-/I- split there means little (xlmr/decoding.py).
+    word_glued: list[bool] = field(default_factory=list)
 
 
 class XLMRTokenizer:
@@ -181,8 +185,13 @@ class XLMRTokenizer:
             if truncated:  # keep </s>: the model was pretrained with it closing every sequence
                 ids, word_ids = ids[: max_length - 1], word_ids[: max_length - 1]
                 heads = [h if h < len(ids) else -1 for h in heads]  # words cut off have no label
-            out.append(Encoding(ids + [EOS], word_ids + [None], truncated, heads))
+            glued = [h >= 0 and word_ids[h] == w and self._glued(ids[h]) for w, h in enumerate(heads)]
+            out.append(Encoding(ids + [EOS], word_ids + [None], truncated, heads, glued))
         return out
+
+    def _glued(self, i: int) -> bool:
+        """Whether piece i continues the text before it: a piece without a leading '▁'."""
+        return i not in SPECIAL_TOKENS and i != self.mask_id and not self._id_to_piece(i).startswith(SPIECE_UNDERLINE)
 
     def _encode_runs(self, runs: list[list[str]]) -> list[tuple[list[int], list[int]]]:
         """(ids, for each piece the run's word it starts in) for runs of Han/kana words, each
