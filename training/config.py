@@ -14,6 +14,7 @@ from xlmr.precision import AMP_CHOICES
 from xlmr.tokenizer import UNSPACED
 
 DEFAULT_MODEL = "xlm-roberta-base"
+CHECKPOINTS = ("best", "average")  # see training/averaging.py
 
 
 class RunError(Exception):
@@ -59,6 +60,10 @@ class TrainConfig:
     freeze_embeddings: bool = field(default=False, metadata={
         "help": "keep the pretrained word embeddings fixed: fine-tuning on one language moves only the rows of its "
                 "own sub-words, away from the other languages' (and a step is faster)"})
+    checkpoint: str = field(default="best", metadata={
+        "choices": CHECKPOINTS, "help": "the weights a run keeps: best = the epoch with the best validation F1 (the "
+        "book's), average = the mean of every epoch's end weights (checkpoint averaging; the best epoch is then "
+        "kept in best-epoch/)"})
     decode: str = field(default="viterbi", metadata={
         "choices": DECODINGS, "help": "how word scores become tags in validation and test: viterbi = the best "
         "valid IOB2 sequence (default), argmax = each word alone (the book's)"})

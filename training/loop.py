@@ -5,7 +5,8 @@
       for each epoch:
         train_epoch(run, epoch)       train_step per global batch; the state saved every --save-steps
         validate_and_checkpoint(run)  validation F1; the best epoch's weights kept
-      test_best(run)                  the best weights on every --eval-langs test set
+      keep_average(run)               --checkpoint average: the epochs' mean becomes the checkpoint
+      test_best(run)                  the kept weights on every --eval-langs test set
       finish(run, tests)              results.json, clean-up
 
 No Trainer in between: AMP through autocast (and a gradient scaler for fp16), a padding
@@ -15,7 +16,6 @@ from __future__ import annotations
 
 import math
 import random
-import shutil
 import time
 import warnings
 from dataclasses import asdict, dataclass
@@ -26,13 +26,13 @@ import torch.distributed as dist
 from tqdm.auto import tqdm
 
 from evaluation.predict import evaluate
-from evaluation.reports import write_json_atomic
-from evaluation.scoring import f1_table
 from loaders.align import IGNORE
 from loaders.collate import PaddingCollator
 from xlmr.compile import bucket_multiple, compile_if_chosen
+from .averaging import WeightAverage
 from .embedding_grad import RowSparseGrad
-from xlmr.precision import autocast_for, cpu_capability, dtype_named
+from .finish import finish, keep_average, test_best
+from xlmr.precision import autocast_for, dtype_named
 from xlmr.tokenizer import XLMRTokenizer
 from xlmr.weights import load_model, save_model, tokenizer_file_in
 
@@ -42,7 +42,6 @@ from .prepare import (check_data_flags, check_output_dir, decide_precision, load
 from .recipe import apply_gradients, build_optimizer, epoch_batches, linear_schedule, row_sparse_embedding
 from .row_adamw import RowAdamW
 from .state import MetricsLog, TrainState, load_state, resumable_state, save_state
-from .throughput import throughput
 
 
 @dataclass
@@ -71,6 +70,7 @@ class Run:
     total_steps: int
     log: MetricsLog
     state: TrainState
+    average: WeightAverage | None  # --checkpoint average: the mean of the epochs' end weights
 
     @property
     def is_main(self) -> bool:
@@ -82,7 +82,13 @@ class Run:
         return self.world * self.cfg.grad_accum
 
     def save(self) -> None:
-        save_state(self.out / "last", self.model, self.optimizer, self.scheduler, self.scaler, asdict(self.state))
+        save_state(self.out / "last", self.model, self.optimizer, self.scheduler, self.scaler, asdict(self.state),
+                   self.average)
+
+    @property
+    def best_folder(self) -> Path:
+        """Where the best epoch's weights go: the run's checkpoint, or best-epoch/ beside the average."""
+        return self.out / "best-epoch" if self.cfg.checkpoint == "average" else self.out
 
 
 def setup(cfg: TrainConfig) -> Run:
@@ -128,10 +134,13 @@ def setup(cfg: TrainConfig) -> Run:
               train_set, val_set, test_sets, amp_dtype, amp_reason, compile_reason,
               torch.amp.GradScaler(device.type) if amp_dtype == torch.float16 else None,
               optimizer, linear_schedule(optimizer, int(cfg.warmup_ratio * total_steps), total_steps),
-              word_grad, lengths, total_steps, None, TrainState(precision=precision))
+              word_grad, lengths, total_steps, None, TrainState(precision=precision),
+              WeightAverage() if cfg.checkpoint == "average" else None)
     if cfg.resume:
         saved = load_state(resumable_state(Path(cfg.resume)), model, optimizer, run.scheduler, run.scaler)
         run.state = TrainState(**saved)
+        if run.average is not None:
+            run.average = WeightAverage.load(resumable_state(Path(cfg.resume)))
         if run.is_main:
             print(f"resuming {cfg.resume} at epoch {run.state.epoch + 1}, step {run.state.step}")
     run.log = MetricsLog(out / "metrics.jsonl", run.is_main, run.state.step if cfg.resume else None)
@@ -224,58 +233,15 @@ def validate_and_checkpoint(run: Run, epoch: int) -> None:
     if run.is_main:
         print(f"epoch {epoch + 1}: validation loss {val['loss']:.4f}, F1 {val['f1']:.4f}")
         if val["f1"] > state.best_f1:
-            save_model(run.model, run.out, tokenizer_file=run.tokenizer_file)
+            save_model(run.model, run.best_folder, tokenizer_file=run.tokenizer_file)
     if val["f1"] > state.best_f1:
         state.best_f1, state.best_epoch = val["f1"], epoch + 1
+    if run.average is not None:
+        run.average.add(run.model)
     state.epoch, state.batch = epoch + 1, 0
     if run.is_main:
         run.save()
     run.model.train()
-
-
-def test_best(run: Run) -> dict[str, dict]:
-    """The best epoch's checkpoint on the test set of every evaluation language."""
-    if run.world > 1:
-        dist.barrier()  # rank 0 has written the best weights
-    best = run.model  # its compiled layers, if any, are reused
-    best.load_state_dict(load_model(run.out).state_dict())
-    tests = {}
-    for lang, ds in run.test_sets.items():
-        r = evaluate(best, ds, best.config.id2label, run.cfg.eval_batch_size, run.device, run.amp_dtype,
-                     progress=not run.cfg.no_progress, desc=f"test {lang}", decode=run.cfg.decode)
-        tests[lang] = {"f1": r["f1"], "precision": r["precision"], "recall": r["recall"],
-                       "loss": r["loss"], "sentences": r["sentences"]}
-        run.log.write(type="test", step=run.state.step, lang=lang, **tests[lang])
-    return tests
-
-
-def finish(run: Run, tests: dict[str, dict]) -> dict:
-    """results.json (written by rank 0), clean-up of the resumable state, and the summary."""
-    state = run.state
-    results = {
-        "config": asdict(run.cfg) | {"model_folder": str(run.folder), "world_size": run.world, "device": str(run.device),
-                                     "amp_dtype": str(run.amp_dtype), "amp_reason": run.amp_reason,
-                                     "precision": run.state.precision,
-                                     "compile_reason": run.compile_reason,
-                                     "cpu": cpu_capability() if run.device.type == "cpu" else None,
-                                     "train_sentences": len(run.train_set),
-                                     "validation_sentences": len(run.val_set), "total_steps": run.total_steps},
-        "epochs": state.epochs,
-        "best_epoch": state.best_epoch,
-        "test_f1": {lang: r["f1"] for lang, r in tests.items()},
-        "test": tests,
-        "throughput": throughput(state, run.model, run.device, run.cfg.peak_tflops),
-    }
-    if run.is_main:
-        write_json_atomic(run.out / "results.json", results)
-        shutil.rmtree(run.out / "last.old", ignore_errors=True)
-        if not run.cfg.keep_last:
-            shutil.rmtree(run.out / "last", ignore_errors=True)
-        print(f"\nbest epoch {state.best_epoch} (validation F1 {state.best_f1:.4f}); "
-              f"trained in {state.train_seconds:.0f} s")
-        print(f1_table(results["test_f1"]))
-        print(f"wrote {run.out}")
-    return results
 
 
 def train(cfg: TrainConfig) -> dict:
@@ -288,6 +254,7 @@ def train(cfg: TrainConfig) -> dict:
     for epoch in range(run.state.epoch, cfg.epochs):
         train_epoch(run, epoch)
         validate_and_checkpoint(run, epoch)
+    keep_average(run)
     results = finish(run, test_best(run))
     if run.world > 1:
         dist.destroy_process_group()

@@ -1,0 +1,79 @@
+"""The end of a run: the weights it keeps (the best epoch's, or with --checkpoint average the
+epochs' mean), their F1 on every test set, and results.json with the summary printed."""
+from __future__ import annotations
+
+import shutil
+from dataclasses import asdict
+
+import torch.distributed as dist
+
+from evaluation.predict import evaluate
+from evaluation.reports import write_json_atomic
+from evaluation.scoring import f1_table
+from xlmr.precision import cpu_capability
+from xlmr.weights import load_model, save_model
+
+from .throughput import throughput
+
+
+def keep_average(run) -> None:
+    """--checkpoint average: the mean of the epochs' end weights, validated and saved as the
+    run's checkpoint. Training is over, so the model's own tensors take it."""
+    if run.average is None:
+        return
+    run.average.load_into(run.model)
+    val = evaluate(run.model, run.val_set, run.model.config.id2label, run.cfg.eval_batch_size, run.device,
+                   run.amp_dtype, progress=not run.cfg.no_progress, desc="validation (average)", decode=run.cfg.decode)
+    run.state.average = {"epochs": run.average.count, "val_loss": val["loss"], "val_f1": val["f1"]}
+    run.log.write(type="eval", step=run.state.step, average_of=run.average.count, val_loss=val["loss"], val_f1=val["f1"])
+    if run.is_main:
+        print(f"average of {run.average.count} epochs: validation loss {val['loss']:.4f}, F1 {val['f1']:.4f} "
+              f"(best epoch {run.state.best_epoch}: {run.state.best_f1:.4f}, kept in {run.best_folder})")
+        save_model(run.model, run.out, tokenizer_file=run.tokenizer_file)
+
+
+def test_best(run) -> dict[str, dict]:
+    """The best epoch's checkpoint on the test set of every evaluation language."""
+    if run.world > 1:
+        dist.barrier()  # rank 0 has written the best weights
+    best = run.model  # its compiled layers, if any, are reused
+    best.load_state_dict(load_model(run.out).state_dict())
+    tests = {}
+    for lang, ds in run.test_sets.items():
+        r = evaluate(best, ds, best.config.id2label, run.cfg.eval_batch_size, run.device, run.amp_dtype,
+                     progress=not run.cfg.no_progress, desc=f"test {lang}", decode=run.cfg.decode)
+        tests[lang] = {"f1": r["f1"], "precision": r["precision"], "recall": r["recall"],
+                       "loss": r["loss"], "sentences": r["sentences"]}
+        run.log.write(type="test", step=run.state.step, lang=lang, **tests[lang])
+    return tests
+
+
+def finish(run, tests: dict[str, dict]) -> dict:
+    """results.json (written by rank 0), clean-up of the resumable state, and the summary."""
+    state = run.state
+    results = {
+        "config": asdict(run.cfg) | {"model_folder": str(run.folder), "world_size": run.world, "device": str(run.device),
+                                     "amp_dtype": str(run.amp_dtype), "amp_reason": run.amp_reason,
+                                     "precision": run.state.precision,
+                                     "compile_reason": run.compile_reason,
+                                     "cpu": cpu_capability() if run.device.type == "cpu" else None,
+                                     "train_sentences": len(run.train_set),
+                                     "validation_sentences": len(run.val_set), "total_steps": run.total_steps},
+        "epochs": state.epochs,
+        "best_epoch": state.best_epoch,
+        "checkpoint": run.cfg.checkpoint,
+        "average": state.average,
+        "test_f1": {lang: r["f1"] for lang, r in tests.items()},
+        "test": tests,
+        "throughput": throughput(state, run.model, run.device, run.cfg.peak_tflops),
+    }
+    if run.is_main:
+        write_json_atomic(run.out / "results.json", results)
+        shutil.rmtree(run.out / "last.old", ignore_errors=True)
+        if not run.cfg.keep_last:
+            shutil.rmtree(run.out / "last", ignore_errors=True)
+        print(f"\nbest epoch {state.best_epoch} (validation F1 {state.best_f1:.4f}); "
+              f"trained in {state.train_seconds:.0f} s")
+        print(f1_table(results["test_f1"]))
+        print(f"wrote {run.out}")
+    return results
