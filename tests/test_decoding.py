@@ -95,6 +95,20 @@ def test_a_glued_piece_continues_the_entity_before_it():
         decoder([p.log()], "viterbi", [[True]])
 
 
+def test_a_model_trained_on_glued_pieces_decodes_them_as_it_learnt():
+    from xlmr.config import XLMRConfig
+    from xlmr.model import XLMRForTokenClassification
+
+    config = XLMRConfig(vocab_size=10, hidden_size=8, num_hidden_layers=1, num_attention_heads=2,
+                        intermediate_size=8, id2label=dict(enumerate(PANX)))
+    model = XLMRForTokenClassification(config)
+    p = torch.tensor([[0.04, 0.9, 0.01, 0.01, 0.01, 0.02, 0.01],
+                      [0.04, 0.6, 0.3, 0.01, 0.01, 0.02, 0.02]])
+    assert model.decode([p.log()], "viterbi", [[False, True]]) == [[1, 2]]  # B-PER I-PER: one person
+    model.config.glued_pieces_labelled = True  # its B-PER at the glued piece was learnt: two people
+    assert model.decode([p.log()], "viterbi", [[False, True]]) == [[1, 1]]
+
+
 def test_viterbi_keeps_a_valid_argmax_and_argmax_is_per_word():
     decoder = TagDecoder(PANX)
     # B-PER I-PER O B-LOC: already valid, so Viterbi changes nothing.

@@ -239,3 +239,14 @@ def test_average_checkpoint_is_the_mean_of_the_epochs(tiny, small_panx, tmp_path
     # The kept checkpoint is what was tested, and its validation F1 is recorded beside the epochs'.
     assert 0.0 <= results["average"]["val_f1"] <= 1.0
     assert json.loads((tmp_path / "avg" / "results.json").read_text())["checkpoint"] == "average"
+    # German words put labels on '▁' pieces only, so decoding makes up for glued pieces.
+    assert json.loads((tmp_path / "avg" / "config.json").read_text())["glued_pieces_labelled"] is False
+
+
+def test_labels_on_every_sub_word_are_recorded_for_decoding(tiny, small_panx, tmp_path):
+    args = train_loop.build_parser().parse_args(run_args(tiny, small_panx, tmp_path / "all", "--epochs", "1",
+                                                         "--label-all-subwords"))
+    loop.train(train_loop.config_from(args))
+    config = json.loads((tmp_path / "all" / "config.json").read_text())
+    assert config["glued_pieces_labelled"] is True
+    assert load_model(tmp_path / "all").config.glued_pieces_labelled

@@ -258,4 +258,5 @@ class XLMRForTokenClassification(nn.Module):
         labels = [self.config.id2label[i] for i in range(len(self.config.id2label))]
         if getattr(self, "_decoder", None) is None or self._decoder.labels != labels:
             self._decoder = TagDecoder(labels)
-        return self._decoder(word_scores, method, glued)
+        # A model trained with labels on glued pieces learnt their B-/I- split: nothing to make up for.
+        return self._decoder(word_scores, method, None if self.config.glued_pieces_labelled else glued)
