@@ -259,4 +259,5 @@ class XLMRForTokenClassification(nn.Module):
         if getattr(self, "_decoder", None) is None or self._decoder.labels != labels:
             self._decoder = TagDecoder(labels)
         # A model trained with labels on glued pieces learnt their B-/I- split: nothing to make up for.
-        return self._decoder(word_scores, method, None if self.config.glued_pieces_labelled else glued)
+        labelled = getattr(self.config, "glued_pieces_labelled", False)  # stand-in configs may lack it
+        return self._decoder(word_scores, method, None if labelled else glued)
