@@ -25,6 +25,23 @@ def test_align_hand_checked(tokenizer):
     assert every == [-100, O, B_PER, I_PER, I_PER, O, B_LOC, O, O, O, -100]
 
 
+def test_a_label_moves_off_a_bare_space_piece(tokenizer):
+    # "." is cut into a bare '▁' and '.': with our alignment ("runs") its label sits on '.', the
+    # piece that holds the character; the book's ("words") keeps it on '▁'.
+    words = ["Der", "Fluss", "(", "Rhein", ")", "."]
+    ours = tokenizer.encode_words_batch([words], unspaced="runs")[0]
+    book = tokenizer.encode_words_batch([words], unspaced="words")[0]
+    assert ours.input_ids == book.input_ids and ours.word_ids == book.word_ids
+    assert book.word_heads == [1, 2, 5, 6, 7, 8]
+    assert ours.word_heads == [1, 2, 5, 6, 7, 9]
+    assert ours.word_glued == [False] * 6  # '.' follows its own word's '▁', not another word
+    labels = align_labels(ours.word_ids, [O, B_LOC, O, B_LOC, O, O], word_heads=ours.word_heads)
+    assert labels == [-100, O, B_LOC, -100, -100, O, B_LOC, O, -100, O, -100]
+    every = align_labels(ours.word_ids, [O, B_PER, O, B_LOC, O, O], label_all_subwords=True,
+                         inside=inside_ids(list(TAGS)), word_heads=ours.word_heads)
+    assert every == [-100, O, B_PER, I_PER, I_PER, O, B_LOC, O, -100, O, -100]  # the bare '▁' stays -100
+
+
 def test_collator_matches_transformers(tokenizer, panx_dir):
     from transformers import DataCollatorForTokenClassification, XLMRobertaTokenizerFast
 

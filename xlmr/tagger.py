@@ -117,6 +117,13 @@ def aggregate(probs: torch.Tensor, strategy: str) -> torch.Tensor:
     raise ValueError(f"unknown aggregation {strategy!r}; choose from {AGGREGATIONS}")
 
 
+def skip_bare_space(enc, w: int) -> int:
+    """1 when word w's head is its second piece (its first is a bare '▁': Encoding.word_heads), so
+    aggregation starts where the label sits; else 0."""
+    h = enc.word_heads[w]
+    return int(h > 1 and enc.word_ids[h] == w and enc.word_ids[h - 1] == w)
+
+
 def piece_groups(word_pieces: list[list[int]]) -> list[tuple[int, int]]:
     """[first, end) word ranges that windows must not cut: a word with pieces of its own and the
     words held inside its last piece (those with none, in a run of Han/kana)."""
@@ -179,7 +186,7 @@ class Tagger:
                 p = probs[win][rows]  # (n, C)
                 if rows:
                     heads.append(w)
-                    head_probs.append(aggregate(p, aggregation))
+                    head_probs.append(aggregate(p[skip_bare_space(encodings[i], w):], aggregation))
                 pieces = self.tokenizer.convert_ids_to_tokens([ids[j] for j in rows])
                 top = p.max(dim=1)
                 tagged.tokens += pieces
