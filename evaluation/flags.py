@@ -56,11 +56,13 @@ def common_flags(q, with_model=True, compiles=False, decodings=None) -> None:
     q.add_argument("--quantize", default="off", choices=QUANTIZE_CHOICES,
                    help="int8: the encoder's Linear weights in int8 on a CPU (dynamic quantization; --amp is then off)")
     q.add_argument("--decode", default=["viterbi"] if decodings else "viterbi", choices=DECODINGS, nargs=decodings,
-                   help="word scores to tags: viterbi = the best valid IOB2 sequence (default), argmax = each word "
-                        "alone (the book's)" + ("; several share one forward pass" if decodings else ""))
+                   help="word scores to tags: viterbi = the best valid IOB2 sequence, with the run's tag-transition "
+                        "prior (default), iob2 = the constraints alone, argmax = each word alone (the book's)"
+                        + ("; several share one forward pass" if decodings else ""))
     q.add_argument("--unspaced", default="runs", choices=UNSPACED,
-                   help="Han/kana words: runs = each run tokenised as one string (default), "
-                        "words = each word alone (the book's)")
+                   help="alignment: runs = each run of Han/kana words tokenised as one string, and a label "
+                        "never on a bare '▁' (default); words = the book's: each word alone, labelled on its "
+                        "first piece")
     if compiles:
         q.add_argument("--compile", default="auto", choices=COMPILE_CHOICES,
                        help="torch.compile the encoder layers (auto: where measured to help)")

@@ -24,13 +24,16 @@ from .scoring import entity_scores, tag_names
 
 @torch.no_grad()
 def predict(model, dataset, batch_size: int = 64, device="cpu", amp_dtype=None, indices=None,
-            progress: bool = False, desc: str = "predict", decode: str | tuple[str, ...] = "viterbi") -> list[dict]:
+            progress: bool = False, desc: str = "predict", decode: str | tuple[str, ...] = "viterbi",
+            keep_scores: bool = False) -> list[dict]:
     """Per sentence (in `indices` order, default all): "words" (decoded tag id per word), "gold"
     (the words' gold tag ids), and per token "pred" (the decoded tag where a word's label sits,
     the argmax elsewhere), "loss" (0 where the label is -100) and "labels". Batches are sorted by
     length so little is padded. A dataset without word_heads (token ids and labels only) has
     its labelled tokens for words. `decode` may name several decodings, to compare them on one
-    forward pass: "words" and "pred" follow the first, and "decoded" maps each to its words."""
+    forward pass: "words" and "pred" follow the first, and "decoded" maps each to its words.
+    `keep_scores` adds the decoded words' "scores" (n, C), "glued", and "spread" (what
+    xlmr.decoding.spread_to_words needs besides the tags), to decode them again another way."""
     device = torch.device(device)
     model.eval()
     indices = list(range(len(dataset))) if indices is None else list(indices)
@@ -47,7 +50,8 @@ def predict(model, dataset, batch_size: int = 64, device="cpu", amp_dtype=None, 
     with autocast_for(device, amp_dtype):
         for positions in tqdm(batches, desc=desc, disable=not progress, leave=False):
             batch_rows = [rows[p] for p in positions]
-            for p, result in zip(positions, _predict_batch(model, batch_rows, collate, device, decode, words)):
+            results = _predict_batch(model, batch_rows, collate, device, decode, words, keep_scores)
+            for p, result in zip(positions, results):
                 out[p] = result
     return out
 
@@ -87,7 +91,7 @@ class _Words:
         return [label for label in row["labels"] if label != IGNORE]
 
 
-def _predict_batch(model, rows, collate, device, decode, words: _Words) -> list[dict]:
+def _predict_batch(model, rows, collate, device, decode, words: _Words, keep_scores: bool = False) -> list[dict]:
     """One batch of sentences; a result per sentence."""
     batch = collate([{"input_ids": r["input_ids"], "labels": r["labels"]} for r in rows])
     batch = {k: v.to(device) for k, v in batch.items()}
@@ -111,6 +115,9 @@ def _predict_batch(model, rows, collate, device, decode, words: _Words) -> list[
         by_method = {m: words.tags(r, d[b]) for m, d in decoded.items()}
         out.append({"words": by_method[methods[0]], "decoded": by_method, "gold": words.gold(r), "pred": pred.numpy(),
                     "loss": token_loss[b, :n].numpy(), "labels": batch["labels"][b, :n].cpu().numpy()})
+        if keep_scores:
+            out[-1] |= {"scores": scores[b], "glued": glued[b],
+                        "spread": (r["word_ids"], r["word_heads"]) if "word_heads" in r else None}
     return out
 
 

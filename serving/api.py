@@ -52,9 +52,9 @@ class TagRequest(BaseModel):
     texts: list[str] | None = Field(None, description="several texts, tagged together; answered in order")
     aggregation: Literal["first", "average", "max"] = Field(
         "first", description="how a word's sub-word probabilities become its scores")
-    decode: Literal["viterbi", "argmax"] | None = Field(
-        None, description="word scores to tags: the best valid IOB2 sequence, or each word alone "
-                          "(default: the service's)")
+    decode: Literal["viterbi", "iob2", "argmax"] | None = Field(
+        None, description="word scores to tags: the best valid IOB2 sequence with the model's tag-transition "
+                          "prior, the constraints alone, or each word alone (default: the service's)")
     tokens: StrictBool = Field(False, description="add every sub-word with its tag and score")
 
     @model_validator(mode="after")

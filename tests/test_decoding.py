@@ -3,11 +3,12 @@ hand, and how tags spread over the words of a run of Han/kana pieces."""
 from __future__ import annotations
 
 import itertools
+import math
 
 import pytest
 import torch
 
-from xlmr.decoding import TagDecoder, allowed_transitions, head_positions, inside_ids, spread_to_words
+from xlmr.decoding import TagDecoder, TransitionPrior, allowed_transitions, head_positions, inside_ids, spread_to_words
 
 PANX = ["O", "B-PER", "I-PER", "B-ORG", "I-ORG", "B-LOC", "I-LOC"]
 # A label set of the user's own, in another order, with a type PAN-X lacks and a bare label.
@@ -49,6 +50,48 @@ def test_viterbi_matches_brute_force(labels):
             if len(s):
                 got = float(sum(s[t, path[t]] for t in range(len(s))))
                 assert got == pytest.approx(brute_force(s, labels), abs=1e-4)
+
+
+def counted_by_hand(sentences: list[list[int]], n: int) -> tuple[list[float], list[list[float]]]:
+    """log P(first tag) and log P(next | previous) with add-0.5 smoothing, counted in plain Python."""
+    start = [0.5 + sum(1 for s in sentences if s and s[0] == i) for i in range(n)]
+    pairs = [[0.5 + sum(1 for s in sentences for a, b in zip(s, s[1:]) if (a, b) == (i, j)) for j in range(n)]
+             for i in range(n)]
+    return ([math.log(c / sum(start)) for c in start], [[math.log(c / sum(row)) for c in row] for row in pairs])
+
+
+def test_transition_prior_counts_by_hand():
+    sentences = [[0, 1, 2, 0], [3, 4, 0], [], [0, 0]]
+    prior = TransitionPrior.count(sentences, len(PANX))
+    start, follow = counted_by_hand(sentences, len(PANX))
+    assert prior.start == pytest.approx(start)
+    assert [x for row in prior.follow for x in row] == pytest.approx([x for row in follow for x in row])
+    assert prior.weight == 0.0
+
+
+@pytest.mark.parametrize("labels", [PANX, OTHER], ids=["panx", "own-labels"])
+def test_viterbi_with_a_transition_prior_matches_brute_force(labels):
+    g = torch.Generator().manual_seed(2)
+    n = len(labels)
+    sentences = [torch.randint(0, n, (torch.randint(1, 6, ()).item(),), generator=g).tolist() for _ in range(30)]
+    start, follow = counted_by_hand(sentences, n)
+    for weight in (0.3, 1.0):
+        decoder = TagDecoder(labels, TransitionPrior.count(sentences, n, weight))
+        for trial in range(8):
+            lengths = torch.randint(1, 5, (4,), generator=g).tolist()
+            scores = [torch.randn(k, n, generator=g).log_softmax(-1) * 3 for k in lengths]
+            for s, path in zip(scores, decoder(scores, "viterbi")):
+                assert valid([labels[i] for i in path])
+
+                def total(p):  # emissions plus the weighted prior along path p
+                    return float(sum(s[t, p[t]] for t in range(len(p)))) + weight * (
+                        start[p[0]] + sum(follow[a][b] for a, b in zip(p, p[1:])))
+
+                best = max(total(p) for p in itertools.product(range(n), repeat=len(s))
+                           if valid([labels[i] for i in p]))
+                assert total(path) == pytest.approx(best, abs=1e-4)
+            # "iob2" ignores the prior: the plain constrained path.
+            assert decoder(scores, "iob2") == TagDecoder(labels)(scores, "viterbi")
 
 
 def glued_scores(scores: torch.Tensor, glued: list[bool], labels: list[str]) -> torch.Tensor:

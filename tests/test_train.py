@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import math
 import os
 import signal
 import subprocess
@@ -250,3 +251,35 @@ def test_labels_on_every_sub_word_are_recorded_for_decoding(tiny, small_panx, tm
     config = json.loads((tmp_path / "all" / "config.json").read_text())
     assert config["glued_pieces_labelled"] is True
     assert load_model(tmp_path / "all").config.glued_pieces_labelled
+
+
+def test_the_transition_prior_is_counted_on_training_tags_and_weighted_on_validation(tiny, small_panx, tmp_path):
+    from loaders.panx import read_conll
+    from training import fit_prior
+    from training.transitions import WEIGHTS
+
+    args = train_loop.build_parser().parse_args(run_args(tiny, small_panx, tmp_path / "fit", "--epochs", "2"))
+    results = loop.train(train_loop.config_from(args))
+    prior = json.loads((tmp_path / "fit" / "config.json").read_text())["tag_transitions"]
+    # The counts, by hand, over the training file's tags (add-0.5 smoothing).
+    tags = read_conll(small_panx / "train-de.tsv", "de")["ner_tags"]
+    n = len(TAGS)
+    starts = [0.5 + sum(t[0] == i for t in tags if t) for i in range(n)]
+    pairs = [[0.5 + sum((a, b) == (i, j) for t in tags for a, b in zip(t, t[1:])) for j in range(n)] for i in range(n)]
+    assert prior["start"] == pytest.approx([math.log(c / sum(starts)) for c in starts])
+    assert [x for row in prior["follow"] for x in row] == pytest.approx(
+        [math.log(c / sum(row)) for row in pairs for c in row])
+    # Weight 0 is the plain constrained Viterbi that chose the best epoch: the same validation F1.
+    f1 = {float(w): v for w, v in prior["validation_f1"].items()}
+    assert sorted(f1) == sorted(WEIGHTS)
+    assert f1[0.0] == pytest.approx(max(e["val_f1"] for e in results["epochs"]))
+    assert prior["weight"] == max(WEIGHTS, key=lambda w: (f1[w], -w)) == results["transition_prior"]["weight"]
+    # A run without the prior, fitted after the fact, gets the same prior (the same seed, the same weights).
+    args = train_loop.build_parser().parse_args(run_args(tiny, small_panx, tmp_path / "off", "--epochs", "2",
+                                                         "--transition-prior", "off"))
+    loop.train(train_loop.config_from(args))
+    assert json.loads((tmp_path / "off" / "config.json").read_text())["tag_transitions"] is None
+    assert fit_prior.main([str(tmp_path / "off")]) == 0
+    later = json.loads((tmp_path / "off" / "config.json").read_text())["tag_transitions"]
+    assert later["weight"] == prior["weight"] and later["start"] == pytest.approx(prior["start"])
+    assert load_model(tmp_path / "off").config.tag_transitions["weight"] == prior["weight"]

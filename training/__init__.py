@@ -6,6 +6,8 @@
     row_adamw.py   AdamW and clipping whose embedding work follows the rows a step touches (CPU)
     state.py       TrainState and the resumable training state on disk (last/), metrics.jsonl
     loop.py        one step, one epoch, validation and checkpointing, the final test
+    transitions.py the tag-transition prior: counted over the training tags, weighted on validation
+                   (fit_prior.py fits one for a checkpoint after the fact)
     throughput.py  samples, tokens and model FLOPs per second of the training steps
 
 Layering: uses `xlmr`, `loaders` and `evaluation` (prediction and scoring only); the

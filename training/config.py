@@ -66,10 +66,16 @@ class TrainConfig:
         "kept in best-epoch/)"})
     decode: str = field(default="viterbi", metadata={
         "choices": DECODINGS, "help": "how word scores become tags in validation and test: viterbi = the best "
-        "valid IOB2 sequence (default), argmax = each word alone (the book's)"})
+        "valid IOB2 sequence, with the tag-transition prior once fitted (default), iob2 = the constraints alone, "
+        "argmax = each word alone (the book's)"})
+    transition_prior: str = field(default="fit", metadata={
+        "choices": ("fit", "off"), "help": "fit = after training, count tag transitions over the training set and "
+        "weight them in Viterbi decoding as validation F1 chooses (default; training/transitions.py), off = the "
+        "IOB2 constraints alone"})
     unspaced: str = field(default="runs", metadata={
-        "choices": UNSPACED, "help": "Han/kana words (PAN-X writes zh and ja a character per word): runs = each run "
-        "tokenised as one string (default), words = each word alone (the book's)"})
+        "choices": UNSPACED, "help": "alignment: runs = each run of Han/kana words (PAN-X writes zh and ja a "
+        "character per word) tokenised as one string, and a word's label moved off a bare '▁' onto its next piece "
+        "(default); words = the book's: each word alone, labelled on its first piece"})
     logging_steps: int = 50
     save_steps: int = field(default=200, metadata={
         "help": "save the training state every N steps (0: epoch ends only)"})

@@ -1,5 +1,6 @@
 """The end of a run: the weights it keeps (the best epoch's, or with --checkpoint average the
-epochs' mean), their F1 on every test set, and results.json with the summary printed."""
+epochs' mean), their tag-transition prior, their F1 on every test set, and results.json with
+the summary printed."""
 from __future__ import annotations
 
 import shutil
@@ -14,6 +15,7 @@ from xlmr.precision import cpu_capability
 from xlmr.weights import load_model, save_model
 
 from .throughput import throughput
+from .transitions import fit_run
 
 
 def keep_average(run) -> None:
@@ -32,12 +34,23 @@ def keep_average(run) -> None:
         save_model(run.model, run.out, tokenizer_file=run.tokenizer_file)
 
 
-def test_best(run) -> dict[str, dict]:
-    """The best epoch's checkpoint on the test set of every evaluation language."""
+def kept_model(run):
+    """run.model holding the kept checkpoint's weights (the best epoch's, or the average)."""
     if run.world > 1:
-        dist.barrier()  # rank 0 has written the best weights
+        dist.barrier()  # rank 0 has written the kept weights
     best = run.model  # its compiled layers, if any, are reused
     best.load_state_dict(load_model(run.out).state_dict())
+    return best
+
+
+def fit_transitions(run, best) -> dict | None:
+    """The tag-transition prior of the kept checkpoint, its weight chosen on validation
+    (training/transitions.py); saved in its config.json. None with --transition-prior off."""
+    return fit_run(run, best) if run.cfg.transition_prior == "fit" else None
+
+
+def test_best(run, best) -> dict[str, dict]:
+    """The kept checkpoint on the test set of every evaluation language."""
     tests = {}
     for lang, ds in run.test_sets.items():
         r = evaluate(best, ds, best.config.id2label, run.cfg.eval_batch_size, run.device, run.amp_dtype,
@@ -48,7 +61,7 @@ def test_best(run) -> dict[str, dict]:
     return tests
 
 
-def finish(run, tests: dict[str, dict]) -> dict:
+def finish(run, tests: dict[str, dict], prior: dict | None = None) -> dict:
     """results.json (written by rank 0), clean-up of the resumable state, and the summary."""
     state = run.state
     results = {
@@ -63,6 +76,7 @@ def finish(run, tests: dict[str, dict]) -> dict:
         "best_epoch": state.best_epoch,
         "checkpoint": run.cfg.checkpoint,
         "average": state.average,
+        "transition_prior": prior,
         "test_f1": {lang: r["f1"] for lang, r in tests.items()},
         "test": tests,
         "throughput": throughput(state, run.model, run.device, run.cfg.peak_tflops),

@@ -6,7 +6,8 @@
         train_epoch(run, epoch)       train_step per global batch; the state saved every --save-steps
         validate_and_checkpoint(run)  validation F1; the best epoch's weights kept
       keep_average(run)               --checkpoint average: the epochs' mean becomes the checkpoint
-      test_best(run)                  the kept weights on every --eval-langs test set
+      fit_transitions(run, best)      the tag-transition prior, its weight chosen on validation
+      test_best(run, best)            the kept weights on every --eval-langs test set
       finish(run, tests)              results.json, clean-up
 
 No Trainer in between: AMP through autocast (and a gradient scaler for fp16), a padding
@@ -31,7 +32,7 @@ from loaders.collate import PaddingCollator
 from xlmr.compile import bucket_multiple, compile_if_chosen
 from .averaging import WeightAverage
 from .embedding_grad import RowSparseGrad
-from .finish import finish, keep_average, test_best
+from .finish import finish, fit_transitions, keep_average, kept_model, test_best
 from xlmr.precision import autocast_for, dtype_named
 from xlmr.tokenizer import XLMRTokenizer
 from xlmr.weights import load_model, save_model, tokenizer_file_in
@@ -256,7 +257,9 @@ def train(cfg: TrainConfig) -> dict:
         train_epoch(run, epoch)
         validate_and_checkpoint(run, epoch)
     keep_average(run)
-    results = finish(run, test_best(run))
+    best = kept_model(run)
+    prior = fit_transitions(run, best)
+    results = finish(run, test_best(run, best), prior)
     if run.world > 1:
         dist.destroy_process_group()
     return results

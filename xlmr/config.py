@@ -44,6 +44,9 @@ class XLMRConfig:
     # Whether fine-tuning put labels on pieces without '▁' (--label-all-subwords, or training text
     # with Han/kana runs). If not, decoding trusts no B-/I- split on such pieces (xlmr/decoding.py).
     glued_pieces_labelled: bool = False
+    # The tag-transition prior "viterbi" decoding adds (xlmr.decoding.TransitionPrior as a dict:
+    # start, follow, weight), fitted at the end of training; None: the IOB2 constraints alone.
+    tag_transitions: dict | None = None
 
     def __post_init__(self):
         if self.model_type not in ROBERTA_FAMILY + BERT_FAMILY:

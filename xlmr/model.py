@@ -12,7 +12,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from .config import XLMRConfig
-from .decoding import TagDecoder
+from .decoding import TagDecoder, TransitionPrior
 from .precision import SHORT_ATTENTION, cpu_bf16_attention_by_matmul
 
 IGNORE_INDEX = -100  # the label of tokens that are not scored: later sub-words, <s>, </s>, padding
@@ -253,11 +253,13 @@ class XLMRForTokenClassification(nn.Module):
     def decode(self, word_scores: list[torch.Tensor], method: str = "viterbi",
                glued: list[list[bool]] | None = None) -> list[list[int]]:
         """Tag ids per sentence from each word's log-probabilities (n_words, C): constrained
-        IOB2 Viterbi, or the book's per-word argmax (xlmr/decoding.py). `glued` marks the words
+        IOB2 Viterbi with the run's tag-transition prior (config.tag_transitions), the
+        constraints alone ("iob2"), or the book's per-word argmax (xlmr/decoding.py). `glued` marks the words
         whose piece has no '▁' (Encoding.word_glued)."""
         labels = [self.config.id2label[i] for i in range(len(self.config.id2label))]
-        if getattr(self, "_decoder", None) is None or self._decoder.labels != labels:
-            self._decoder = TagDecoder(labels)
+        prior = TransitionPrior.from_dict(getattr(self.config, "tag_transitions", None))  # stand-ins may lack it
+        if getattr(self, "_decoder", None) is None or self._decoder.labels != labels or self._decoder.prior != prior:
+            self._decoder = TagDecoder(labels, prior)
         # A model trained with labels on glued pieces learnt their B-/I- split: nothing to make up for.
         labelled = getattr(self.config, "glued_pieces_labelled", False)  # stand-in configs may lack it
         return self._decoder(word_scores, method, None if labelled else glued)

@@ -183,10 +183,16 @@ def save_model(model: XLMRForTokenClassification, folder, tokenizer_file=None, w
     folder.mkdir(parents=True, exist_ok=True)
     state = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()
              if with_head or not k.startswith("classifier.")}
-    config = model.config.to_dict() | {"format": FORMAT}
-    write_atomic(folder / "config.json", lambda p: p.write_text(json.dumps(config, indent=2)))
+    save_config(model.config, folder)
     write_atomic(folder / "model.safetensors", lambda p: save_file(state, p, metadata={"format": "pt"}))
     _copy_tokenizer(tokenizer_file, folder)
+
+
+def save_config(config, folder) -> None:
+    """config.json of our checkpoint folder, written atomically (also alone: a decoding setting
+    fitted after the weights, such as the tag-transition prior)."""
+    data = config.to_dict() | {"format": FORMAT}
+    write_atomic(Path(folder) / "config.json", lambda p: p.write_text(json.dumps(data, indent=2)))
 
 
 def _copy_tokenizer(tokenizer_file, folder: Path) -> None:
