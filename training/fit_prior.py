@@ -37,7 +37,7 @@ def main(argv=None) -> int:
     cfg = TrainConfig(**{f.name: recorded[f.name] for f in fields(TrainConfig) if f.name in recorded})
     model = load_model(model_dir).eval()
     train, val, _, _ = load_data(cfg, XLMRTokenizer(model_dir / "sentencepiece.bpe.model"))
-    prior, f1 = fit_prior(model, train["ner_tags"], val, progress=True)
+    prior, f1 = fit_prior(model, train["ner_tags"], val, progress=sys.stderr.isatty())
     record(model, prior, f1)
     save_config(model.config, model_dir)
     print(f"{model_dir}: weight {prior.weight}; validation F1 by weight: "

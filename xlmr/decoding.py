@@ -25,7 +25,7 @@ model's zh and ja test subsets: zh .370 -> .430, ja .222 -> .368 (docs/zero-shot
 run's training tags. Opening an entity after O costs ~3 nats there and continuing one ~0.5, so
 a weak entity word on its own is less often called an entity. The weight is chosen on the run's
 validation set (training/transitions.py): 0.4-0.5 for the German recipe, whose German validation
-F1 rises .855 -> .860; zero-shot, the 39-language mean rises too (docs/zero-shot.md). A
+F1 rises .854 -> .860; zero-shot, the 39-language mean rises too (docs/zero-shot.md). A
 checkpoint without a prior decodes "viterbi" as "iob2", the constraints alone.
 """
 from __future__ import annotations
