@@ -68,14 +68,16 @@ def trained(tiny, small_xtreme, tmp_path_factory) -> Path:
 def test_sweep_of_a_trained_model_matches_transformers_and_seqeval(trained, small_xtreme, tmp_path):
     """Independent of our encoder, tokenizer glue and scoring: the checkpoint exported to
     Hugging Face, run by transformers on the words (is_split_into_words, first sub-word's
-    argmax) and scored by seqeval, gives the sweep's F1 with --decode argmax."""
+    argmax) and scored by seqeval, gives the sweep's F1 with the book's alignment and decoding
+    (--unspaced words --decode argmax)."""
     from seqeval.metrics import f1_score
     from transformers import AutoModelForTokenClassification, AutoTokenizer
 
     from loaders.panx import read_conll
     from xlmr.weights import export_hf, load_model
 
-    summary = sweep(trained, small_xtreme, tmp_path / "sweep", "de", "fr", extra=["--decode", "argmax"])
+    summary = sweep(trained, small_xtreme, tmp_path / "sweep", "de", "fr",
+                    extra=["--decode", "argmax", "--unspaced", "words"])
     export_hf(load_model(trained), tmp_path / "hf", tokenizer_file=trained / "sentencepiece.bpe.model")
     tok = AutoTokenizer.from_pretrained(tmp_path / "hf")
     hf = AutoModelForTokenClassification.from_pretrained(tmp_path / "hf").eval()
