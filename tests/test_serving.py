@@ -122,7 +122,7 @@ def test_long_text_is_tagged_in_windows(url, direct):
     (b'{"text": 7}', 422, '"text": Input should be a valid string'),
     (b'{"texts": ["a", 3]}', 422, '"texts.1": Input should be a valid string'),
     (b'{"text": "a", "aggregation": "median"}', 422, "'first', 'average' or 'max'"),
-    (b'{"text": "a", "decode": "beam"}', 422, "'viterbi' or 'argmax'"),
+    (b'{"text": "a", "decode": "beam"}', 422, "'viterbi', 'iob2' or 'argmax'"),
     (b'{"text": "a", "tokens": "yes"}', 422, "valid boolean"),
     (b'{"text": "a", "colour": "red"}', 422, "Extra inputs"),
     (json.dumps({"texts": ["a"] * 9}).encode(), 413, "limit is 8"),
