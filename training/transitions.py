@@ -15,7 +15,7 @@ from dataclasses import asdict, replace
 
 from evaluation.predict import predict
 from evaluation.scoring import entity_scores, tag_names
-from xlmr.decoding import TagDecoder, TransitionPrior, inside_ids, spread_to_words
+from xlmr.decoding import TransitionPrior, inside_ids, spread_to_words
 from xlmr.weights import save_config
 
 WEIGHTS = (0.0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 1.0)
@@ -31,11 +31,10 @@ def fit_prior(model, train_tags, val_set, batch_size: int = 64, device="cpu", am
                       decode="iob2", keep_scores=True)
     gold = tag_names([o["gold"] for o in outputs], model.config.id2label)
     inside, outside = inside_ids(labels), labels.index("O") if "O" in labels else 0
-    labelled = getattr(model.config, "glued_pieces_labelled", False)
-    glued = None if labelled else [o["glued"] for o in outputs]
+    scores, glued = [o["scores"] for o in outputs], [o["glued"] for o in outputs]
     f1 = {}
     for weight in WEIGHTS:
-        heads = TagDecoder(labels, replace(counted, weight=weight))([o["scores"] for o in outputs], "viterbi", glued)
+        heads = model.decode(scores, "viterbi", glued, prior=replace(counted, weight=weight))
         words = [t if o["spread"] is None else spread_to_words(t, *o["spread"], inside, outside)
                  for t, o in zip(heads, outputs)]
         f1[weight] = entity_scores(gold, tag_names(words, model.config.id2label))["f1"]

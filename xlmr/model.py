@@ -251,15 +251,17 @@ class XLMRForTokenClassification(nn.Module):
                                reduction=reduction).view(labels.shape if reduction == "none" else ())
 
     def decode(self, word_scores: list[torch.Tensor], method: str = "viterbi",
-               glued: list[list[bool]] | None = None) -> list[list[int]]:
+               glued: list[list[bool]] | None = None, prior: TransitionPrior | None = None) -> list[list[int]]:
         """Tag ids per sentence from each word's log-probabilities (n_words, C): constrained
-        IOB2 Viterbi with the run's tag-transition prior (config.tag_transitions), the
-        constraints alone ("iob2"), or the book's per-word argmax (xlmr/decoding.py). `glued` marks the words
-        whose piece has no '▁' (Encoding.word_glued)."""
+        IOB2 Viterbi with the run's tag-transition prior (config.tag_transitions, or `prior` to
+        try another), the constraints alone ("iob2"), or the book's per-word argmax
+        (xlmr/decoding.py). `glued` marks the words whose piece has no '▁' (Encoding.word_glued)."""
         labels = [self.config.id2label[i] for i in range(len(self.config.id2label))]
-        prior = TransitionPrior.from_dict(getattr(self.config, "tag_transitions", None))  # stand-ins may lack it
-        if getattr(self, "_decoder", None) is None or self._decoder.labels != labels or self._decoder.prior != prior:
-            self._decoder = TagDecoder(labels, prior)
+        source = getattr(self.config, "tag_transitions", None)  # stand-in configs may lack it
+        # Built once per label list and prior, not per batch: the prior's dict is replaced, never edited.
+        if getattr(self, "_decoder", None) is None or self._decoder.labels != labels or self._prior_source is not source:
+            self._decoder, self._prior_source = TagDecoder(labels, TransitionPrior.from_dict(source)), source
+        decoder = self._decoder if prior is None else TagDecoder(labels, prior)
         # A model trained with labels on glued pieces learnt their B-/I- split: nothing to make up for.
         labelled = getattr(self.config, "glued_pieces_labelled", False)  # stand-in configs may lack it
-        return self._decoder(word_scores, method, None if labelled else glued)
+        return decoder(word_scores, method, None if labelled else glued)
