@@ -3,6 +3,7 @@ the run's results.json names its training and validation data.
 
     python -m training.fit_prior runs/de
     python -m training.fit_prior runs/de/best-epoch          # results.json is one folder up
+    python -m training.fit_prior runs/de --opening type      # open entities by type, whatever validation says
 """
 from __future__ import annotations
 
@@ -25,6 +26,9 @@ def main(argv=None) -> int:
     p.add_argument("model", help="checkpoint folder to fit the prior for (its config.json is rewritten)")
     p.add_argument("--run", help="the run folder whose results.json names the training data (default: the "
                    "model folder, or the one above it)")
+    p.add_argument("--opening", choices=("choose", "plain", "type"), default="choose",
+                   help="how Viterbi opens an entity (xlmr/decoding.py): choose = whichever has the better "
+                   "validation F1 (default), plain = B-X alone, type = P(B-X) + P(I-X)")
     args = p.parse_args(argv)
     model_dir = Path(args.model)
     run_dir = Path(args.run) if args.run else next((d for d in (model_dir, model_dir.parent)
@@ -37,11 +41,14 @@ def main(argv=None) -> int:
     cfg = TrainConfig(**{f.name: recorded[f.name] for f in fields(TrainConfig) if f.name in recorded})
     model = load_model(model_dir).eval()
     train, val, _, _ = load_data(cfg, XLMRTokenizer(model_dir / "sentencepiece.bpe.model"))
-    prior, f1 = fit_prior(model, train["ner_tags"], val, progress=sys.stderr.isatty())
+    openings = {"choose": (False, True), "plain": (False,), "type": (True,)}[args.opening]
+    prior, f1 = fit_prior(model, train["ner_tags"], val, progress=sys.stderr.isatty(), openings=openings)
     record(model, prior, f1)
     save_config(model.config, model_dir)
-    print(f"{model_dir}: weight {prior.weight}; validation F1 by weight: "
-          + ", ".join(f"{w}: {v:.4f}" for w, v in f1.items()))
+    print(f"{model_dir}: weight {prior.weight}, opening {'by type' if prior.open_by_type else 'plain'}; "
+          "validation F1 by weight: " + "; ".join(
+              f"{'by type' if t else 'plain'} " + ", ".join(f"{w}: {v:.4f}" for (u, w), v in f1.items() if u == t)
+              for t in openings))
     return 0
 
 
