@@ -69,31 +69,6 @@ def test_transition_prior_counts_by_hand():
     assert prior.weight == 0.0
 
 
-@pytest.mark.parametrize("labels", [PANX, OTHER], ids=["panx", "own-labels"])
-def test_viterbi_with_a_transition_prior_matches_brute_force(labels):
-    g = torch.Generator().manual_seed(2)
-    n = len(labels)
-    sentences = [torch.randint(0, n, (torch.randint(1, 6, ()).item(),), generator=g).tolist() for _ in range(30)]
-    start, follow = counted_by_hand(sentences, n)
-    for weight in (0.3, 1.0):
-        decoder = TagDecoder(labels, TransitionPrior.count(sentences, n, weight))
-        for trial in range(8):
-            lengths = torch.randint(1, 5, (4,), generator=g).tolist()
-            scores = [torch.randn(k, n, generator=g).log_softmax(-1) * 3 for k in lengths]
-            for s, path in zip(scores, decoder(scores, "viterbi")):
-                assert valid([labels[i] for i in path])
-
-                def total(p):  # emissions plus the weighted prior along path p
-                    return float(sum(s[t, p[t]] for t in range(len(p)))) + weight * (
-                        start[p[0]] + sum(follow[a][b] for a, b in zip(p, p[1:])))
-
-                best = max(total(p) for p in itertools.product(range(n), repeat=len(s))
-                           if valid([labels[i] for i in p]))
-                assert total(path) == pytest.approx(best, abs=1e-4)
-            # "iob2" ignores the prior: the plain constrained path.
-            assert decoder(scores, "iob2") == TagDecoder(labels)(scores, "viterbi")
-
-
 def opened_by_type(scores: torch.Tensor, path: list[int], labels: list[str]) -> float:
     """The emissions along `path` when entities open by type, written out by name: a B-X that
     follows neither B-X nor I-X (or starts the sentence) scores log(P(B-X) + P(I-X))."""
@@ -108,14 +83,16 @@ def opened_by_type(scores: torch.Tensor, path: list[int], labels: list[str]) -> 
 
 
 @pytest.mark.parametrize("labels", [PANX, OTHER], ids=["panx", "own-labels"])
-def test_viterbi_opening_by_type_matches_brute_force(labels):
-    g = torch.Generator().manual_seed(3)
+@pytest.mark.parametrize("by_type, seed, weights", [(False, 2, (0.3, 1.0)), (True, 3, (0.0, 0.5))],
+                         ids=["plain", "opening-by-type"])
+def test_viterbi_with_a_transition_prior_matches_brute_force(labels, by_type, seed, weights):
+    g = torch.Generator().manual_seed(seed)
     n = len(labels)
     sentences = [torch.randint(0, n, (torch.randint(1, 6, ()).item(),), generator=g).tolist() for _ in range(30)]
     start, follow = counted_by_hand(sentences, n)
-    for weight in (0.0, 0.5):
+    for weight in weights:
         prior = TransitionPrior.count(sentences, n, weight)
-        prior.open_by_type = True
+        prior.open_by_type = by_type
         decoder = TagDecoder(labels, prior)
         for trial in range(8):
             lengths = torch.randint(1, 5, (4,), generator=g).tolist()
@@ -123,11 +100,15 @@ def test_viterbi_opening_by_type_matches_brute_force(labels):
             for s, path in zip(scores, decoder(scores, "viterbi")):
                 assert valid([labels[i] for i in path])
 
-                def total(p):
-                    return opened_by_type(s, p, labels) + weight * (start[p[0]] + sum(follow[a][b] for a, b in zip(p, p[1:])))
+                def total(p):  # emissions plus the weighted prior along path p
+                    emitted = opened_by_type(s, p, labels) if by_type else float(sum(s[t, p[t]] for t in range(len(p))))
+                    return emitted + weight * (start[p[0]] + sum(follow[a][b] for a, b in zip(p, p[1:])))
 
-                best = max(total(p) for p in itertools.product(range(n), repeat=len(s)) if valid([labels[i] for i in p]))
+                best = max(total(p) for p in itertools.product(range(n), repeat=len(s))
+                           if valid([labels[i] for i in p]))
                 assert total(path) == pytest.approx(best, abs=1e-4)
+            # "iob2" ignores the prior: the plain constrained path.
+            assert decoder(scores, "iob2") == TagDecoder(labels)(scores, "viterbi")
 
 
 def test_opening_by_type_reads_a_stray_inside_tag_as_an_opening():

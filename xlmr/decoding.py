@@ -129,29 +129,28 @@ class TagDecoder:
             raise ValueError(f"unknown decoding {method!r}; choose from {', '.join(DECODINGS)}")
         return self.viterbi(scores, glued, with_prior=method == "viterbi")
 
-    def emissions(self, scores: list[torch.Tensor], glued: list[list[bool]] | None = None) -> torch.Tensor:
-        """(B, N, C) scores as Viterbi adds them: on a glued word, I-X scores log(P(B-X) +
-        P(I-X)) (see the module's docstring); padded rows are zeros and never read."""
-        x = self.padded(scores)
+    def emissions(self, x: torch.Tensor, glued: list[list[bool]] | None = None) -> torch.Tensor:
+        """(B, N, C) scores as Viterbi adds them, from the padded word scores `x`: on a glued
+        word, I-X scores log(P(B-X) + P(I-X)) (see the module's docstring)."""
         if glued is not None and self.begin_ids and any(any(g) for g in glued):
             mask = torch.zeros(x.shape[:2], dtype=torch.bool)  # (B, N)
             for b, g in enumerate(glued):
                 mask[b, : len(g)] = torch.tensor(g, dtype=torch.bool)
             either = torch.logaddexp(x[..., self.begin_ids], x[..., self.inside_of_begin])  # (B, N, types)
+            x = x.clone()  # the caller's scores stay as they are
             x[..., self.inside_of_begin] = torch.where(mask[..., None], either, x[..., self.inside_of_begin])
         return x
 
     def padded(self, scores: list[torch.Tensor]) -> torch.Tensor:
-        """(B, N, C) word scores, zeros past each sentence's end."""
+        """(B, N, C) word scores, zeros past each sentence's end (never read)."""
         x = torch.zeros(len(scores), max(len(s) for s in scores), len(self.labels))
         for b, s in enumerate(scores):
             x[b, : len(s)] = s.float()
         return x
 
-    def opening_bonus(self, scores: list[torch.Tensor]) -> torch.Tensor:
-        """(B, N, C) what opening an entity by type adds to a B-X column: log(P(B-X) + P(I-X))
-        - log P(B-X) >= 0; zero in every other column."""
-        x = self.padded(scores)
+    def opening_bonus(self, x: torch.Tensor) -> torch.Tensor:
+        """(B, N, C) what opening an entity by type adds to a B-X column of the padded word
+        scores `x`: log(P(B-X) + P(I-X)) - log P(B-X) >= 0; zero in every other column."""
         bonus = torch.zeros_like(x)
         if self.begin_ids:
             begin = x[..., self.begin_ids]
@@ -167,12 +166,13 @@ class TagDecoder:
         if glued is not None and [len(g) for g in glued] != lengths.tolist():
             raise ValueError("glued must mark each sentence's words, as many as its scores")
         N = int(lengths.max())
-        x = self.emissions(scores, glued)  # (B, N, C)
+        raw = self.padded(scores)  # (B, N, C)
+        x = self.emissions(raw, glued)
         start, transition = self.start_penalty, self.transition_penalty
         if with_prior:
             start, transition = start + self.prior_start, transition + self.prior_follow
         by_type = with_prior and self.open_by_type
-        bonus = self.opening_bonus(scores) if by_type else None  # (B, N, C)
+        bonus = self.opening_bonus(raw) if by_type else None  # (B, N, C)
         best = x[:, 0] + start + (bonus[:, 0] if by_type else 0)  # (B, C): best score of a path ending in each tag
         back = []
         for t in range(1, N):
