@@ -170,15 +170,15 @@ def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(tiny, small_panx, tmp
     real_loss = XLMRForTokenClassification.loss
     calls = {"n": 0}
 
-    def poisoned(*args, **kwargs):
-        loss = real_loss(*args, **kwargs)
+    def poisoned(self, *args, **kwargs):
+        loss = real_loss(self, *args, **kwargs)
         if kwargs.get("reduction") == "sum":  # training steps only
             calls["n"] += 1
             if calls["n"] > 32:  # in the second epoch: 240 sentences make 30 steps of 8
                 return loss * float("nan")
         return loss
 
-    monkeypatch.setattr(XLMRForTokenClassification, "loss", staticmethod(poisoned))
+    monkeypatch.setattr(XLMRForTokenClassification, "loss", poisoned)
     out = tmp_path / "nan"
     args = train_loop.config_from(train_loop.build_parser().parse_args(run_args(tiny, small_panx, out, "--epochs", "2")))
     with pytest.raises(RunError, match="loss is nan at step 33 .epoch 2."):

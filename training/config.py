@@ -38,6 +38,9 @@ class TrainConfig:
     batch_size: int = field(default=24, metadata={"help": "sentences per optimizer step, over all processes"})
     eval_batch_size: int = 64
     lr: float = 5e-5
+    lr_decay: float = field(default=1.0, metadata={
+        "help": "layer-wise learning-rate decay: the head trains at --lr, the top encoder layer at lr x d, the one "
+                "below at lr x d^2, ..., the embeddings at lr x d^(layers+1) (1.0: one rate for all, the book's)"})
     weight_decay: float = 0.01
     warmup_ratio: float = 0.0
     max_grad_norm: float = 1.0
@@ -64,6 +67,9 @@ class TrainConfig:
         "choices": CHECKPOINTS, "help": "the weights a run keeps: best = the epoch with the best validation F1 (the "
         "book's), average = the mean of every epoch's end weights (checkpoint averaging; the best epoch is then "
         "kept in best-epoch/)"})
+    head: str = field(default="linear", metadata={
+        "choices": ("linear", "crf"), "help": "linear = each word's cross-entropy (the book's); crf = a linear-chain "
+        "CRF on top, trained on each sentence's likelihood, whose learnt transitions then decode (xlmr/crf.py)"})
     decode: str = field(default="viterbi", metadata={
         "choices": DECODINGS, "help": "how word scores become tags in validation and test: viterbi = the best "
         "valid IOB2 sequence, with the tag-transition prior once fitted (default), iob2 = the constraints alone, "

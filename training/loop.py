@@ -120,6 +120,8 @@ def setup(cfg: TrainConfig) -> Run:
     model.config.glued_pieces_labelled = cfg.label_all_subwords or any(any(g) for g in train_set["word_glued"])
     if model.head_is_new and rank == 0:
         print(f"a new {len(labels)}-label head ({', '.join(labels)}), drawn from --seed {cfg.seed}")
+    if cfg.head == "crf" and model.crf is None:
+        model.add_crf()
     model.to(device)
     precision = decide_precision(cfg, device, world)
     amp_dtype, amp_reason = dtype_named(precision["amp"]), precision["reason"]

@@ -47,6 +47,9 @@ class XLMRConfig:
     # The tag-transition prior "viterbi" decoding adds (xlmr.decoding.TransitionPrior as a dict:
     # start, follow, weight), fitted at the end of training; None: the IOB2 constraints alone.
     tag_transitions: dict | None = None
+    # "crf": a linear-chain CRF's learnt start and transition scores on top of the linear head
+    # (xlmr/crf.py), trained with the sentence's likelihood and decoding in their place.
+    head: str = "linear"
 
     def __post_init__(self):
         if self.model_type not in ROBERTA_FAMILY + BERT_FAMILY:

@@ -12,6 +12,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from .config import XLMRConfig
+from .crf import LinearChainCRF, labelled_positions
 from .decoding import TagDecoder, TransitionPrior
 from .precision import SHORT_ATTENTION, cpu_bf16_attention_by_matmul
 
@@ -207,6 +208,13 @@ class XLMRModel(nn.Module):
         return x if real is None else real.pad(x)  # (B, T, H)
 
 
+def cross_entropy(logits: torch.Tensor, labels: torch.Tensor, reduction: str = "mean") -> torch.Tensor:
+    """In fp32 over the tokens whose label is not -100: logits (B, T, C), labels (B, T) -> a
+    scalar, or (B, T) with reduction="none" (0 at -100)."""
+    return F.cross_entropy(logits.float().flatten(0, 1), labels.flatten(), ignore_index=IGNORE_INDEX,
+                           reduction=reduction).view(labels.shape if reduction == "none" else ())
+
+
 class XLMRForTokenClassification(nn.Module):
     """Encoder + dropout + linear head: one score per label for every token."""
 
@@ -216,6 +224,7 @@ class XLMRForTokenClassification(nn.Module):
         self.encoder = XLMRModel(config, manual_attention)
         self.dropout = nn.Dropout(config.head_dropout)
         self.classifier = nn.Linear(config.hidden_size, config.num_labels)
+        self.crf = LinearChainCRF(config.num_labels) if config.head == "crf" else None
         self.apply(self._init_weights)
 
     def _init_weights(self, module: nn.Module) -> None:
@@ -233,6 +242,13 @@ class XLMRForTokenClassification(nn.Module):
 
     def reset_head(self) -> None:
         self._init_weights(self.classifier)
+        if self.crf is not None:
+            self.crf = LinearChainCRF(self.config.num_labels).to(self.classifier.weight.device)
+
+    def add_crf(self) -> None:
+        """Puts a new CRF (zero scores) on top of the head: `--head crf`."""
+        self.config.head = "crf"
+        self.crf = LinearChainCRF(self.config.num_labels).to(self.classifier.weight.device)
 
     def forward(self, input_ids, attention_mask=None, labels=None, token_type_ids=None):
         """Returns logits (B, T, C), and with labels (B, T) also the mean cross-entropy over the
@@ -243,12 +259,15 @@ class XLMRForTokenClassification(nn.Module):
 
     # The one loss and the one decoding of the project: training, prediction, the sweep, the
     # tagger and the service all call these two.
-    @staticmethod
-    def loss(logits: torch.Tensor, labels: torch.Tensor, reduction: str = "mean") -> torch.Tensor:
-        """Cross-entropy in fp32 over the tokens whose label is not -100 (IGNORE_INDEX):
-        logits (B, T, C), labels (B, T) -> a scalar, or (B, T) with reduction="none" (0 at -100)."""
-        return F.cross_entropy(logits.float().flatten(0, 1), labels.flatten(), ignore_index=IGNORE_INDEX,
-                               reduction=reduction).view(labels.shape if reduction == "none" else ())
+    def loss(self, logits: torch.Tensor, labels: torch.Tensor, reduction: str = "mean") -> torch.Tensor:
+        """`cross_entropy` over the tokens whose label is not -100 (IGNORE_INDEX). With a CRF, "sum" and "mean" are its negative log-likelihood summed over the sentences
+        (and divided by the labelled tokens); "none" stays the per-token cross-entropy of the
+        logits, which `eval.py errors` ranks words by (a CRF has no loss per token)."""
+        crf = getattr(self, "crf", None)  # stand-in models may lack it
+        if crf is not None and reduction != "none":
+            nll = crf.nll(*labelled_positions(logits.float(), labels)).sum()
+            return nll if reduction == "sum" else nll / (labels != IGNORE_INDEX).sum().clamp(min=1)
+        return cross_entropy(logits, labels, reduction)
 
     def decode(self, word_scores: list[torch.Tensor], method: str = "viterbi",
                glued: list[list[bool]] | None = None, prior: TransitionPrior | None = None) -> list[list[int]]:
@@ -261,6 +280,9 @@ class XLMRForTokenClassification(nn.Module):
         # Built once per label list and prior, not per batch: the prior's dict is replaced, never edited.
         if getattr(self, "_decoder", None) is None or self._decoder.labels != labels or self._prior_source is not source:
             self._decoder, self._prior_source = TagDecoder(labels, TransitionPrior.from_dict(source)), source
+        crf = getattr(self, "crf", None)
+        if prior is None and crf is not None:
+            prior = crf.prior()  # the learnt scores, as they are now (they move during training)
         decoder = self._decoder if prior is None else TagDecoder(labels, prior)
         # A model trained with labels on glued pieces learnt their B-/I- split: nothing to make up for.
         labelled = getattr(self.config, "glued_pieces_labelled", False)  # stand-in configs may lack it
