@@ -12,6 +12,7 @@ from xlmr.config import XLMRConfig
 from xlmr.crf import LinearChainCRF, labelled_positions
 from xlmr.model import XLMRForTokenClassification
 from xlmr.weights import load_model, save_model
+from tests.test_train import run_args, small_panx, tiny  # noqa: F401  (fixtures)
 
 
 def sequence_score(emissions, start, transitions, tags) -> float:
@@ -84,3 +85,15 @@ def test_a_crf_model_learns_transitions_decodes_with_them_and_is_saved(tmp_path)
     assert loaded.config.head == "crf"
     torch.testing.assert_close(loaded.crf.transitions, model.crf.transitions)
     assert loaded.decode(scores, "viterbi") == [[B, I, I]]
+
+
+def test_a_crf_run_trains_its_transitions_and_fits_no_prior(tiny, small_panx, tmp_path):
+    import train_loop
+    from training import loop
+
+    out = tmp_path / "crf"
+    loop.train(train_loop.config_from(train_loop.build_parser().parse_args(
+        run_args(tiny, small_panx, out, "--epochs", "1", "--num-samples", "32", "--head", "crf"))))
+    model = load_model(out)
+    assert model.config.head == "crf" and model.config.tag_transitions is None  # the CRF's scores decode
+    assert model.crf.transitions.abs().max() > 0  # they started at 0

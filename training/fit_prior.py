@@ -40,6 +40,10 @@ def main(argv=None) -> int:
     recorded = json.loads(results.read_text())["config"]
     cfg = TrainConfig(**{f.name: recorded[f.name] for f in fields(TrainConfig) if f.name in recorded})
     model = load_model(model_dir).eval()
+    if model.crf is not None:
+        print(f"error: {model_dir} has a CRF head: its learnt transitions decode, there is no prior to fit",
+              file=sys.stderr)
+        return 2
     train, val, _, _ = load_data(cfg, XLMRTokenizer(model_dir / "sentencepiece.bpe.model"))
     openings = {"choose": (False, True), "plain": (False,), "type": (True,)}[args.opening]
     prior, f1 = fit_prior(model, train["ner_tags"], val, progress=sys.stderr.isatty(), openings=openings)
