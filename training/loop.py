@@ -207,7 +207,8 @@ def train_epoch(run: Run, epoch: int) -> None:
         state.step += 1
         state.batch = b + 1
         state.samples += len(batches[b])
-        lr = run.scheduler.get_last_lr()[0]
+        group = run.optimizer.param_groups[0]  # --lr on the schedule (groups may scale it: --lr-decay, a CRF)
+        lr = cfg.lr * group["lr"] / group["initial_lr"] if group["initial_lr"] else 0.0
         bar.update(1)
         bar.set_postfix(loss=f"{step_loss:.4f}", lr=f"{lr:.2e}")
         if state.step % cfg.logging_steps == 0:
