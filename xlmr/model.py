@@ -272,8 +272,8 @@ class XLMRForTokenClassification(nn.Module):
     def decode(self, word_scores: list[torch.Tensor], method: str = "viterbi",
                glued: list[list[bool]] | None = None, prior: TransitionPrior | None = None) -> list[list[int]]:
         """Tag ids per sentence from each word's log-probabilities (n_words, C): constrained
-        IOB2 Viterbi with the run's tag-transition prior (config.tag_transitions, or `prior` to
-        try another), the constraints alone ("iob2"), or the book's per-word argmax
+        IOB2 Viterbi with the run's tag-transition prior (config.tag_transitions, a CRF head's
+        learnt scores, or `prior` to try another), the constraints alone ("iob2"), or the book's per-word argmax
         (xlmr/decoding.py). `glued` marks the words whose piece has no '▁' (Encoding.word_glued)."""
         labels = [self.config.id2label[i] for i in range(len(self.config.id2label))]
         source = getattr(self.config, "tag_transitions", None)  # stand-in configs may lack it
