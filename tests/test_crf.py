@@ -5,13 +5,14 @@ from __future__ import annotations
 import itertools
 import math
 
+import pytest
 import torch
 
 from tests.tiny import TAGS
 from xlmr.config import XLMRConfig
 from xlmr.crf import LinearChainCRF, labelled_positions
 from xlmr.model import XLMRForTokenClassification
-from xlmr.weights import load_model, save_model
+from xlmr.weights import CheckpointError, export_hf, load_model, save_model
 from tests.test_train import run_args, small_panx, tiny  # noqa: F401  (fixtures)
 
 
@@ -85,6 +86,10 @@ def test_a_crf_model_learns_transitions_decodes_with_them_and_is_saved(tmp_path)
     assert loaded.config.head == "crf"
     torch.testing.assert_close(loaded.crf.transitions, model.crf.transitions)
     assert loaded.decode(scores, "viterbi") == [[B, I, I]]
+    # transformers has no CRF: exporting would drop the transitions, so it is refused.
+    with pytest.raises(CheckpointError, match="CRF head"):
+        export_hf(loaded, tmp_path / "hf")
+    assert not (tmp_path / "hf" / "model.safetensors").exists()
 
 
 def test_a_crf_run_trains_its_transitions_and_fits_no_prior(tiny, small_panx, tmp_path):
