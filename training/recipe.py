@@ -51,7 +51,8 @@ def parameter_groups(model, cfg: TrainConfig) -> list[dict]:
     when `cfg.lr_decay` < 1: a parameter `k` steps below the head gets lr x decay^k. The lower
     layers hold most of what pretraining learnt about all languages; fine-tuning on one language
     moves them less that way. A CRF's scores get a group of their own at CRF_LR_FACTOR x lr."""
-    n_layers = len(model.encoder.layers)
+    # Only a decay needs our layer names; the benchmarks also build this for transformers' model.
+    n_layers = len(model.encoder.layers) if cfg.lr_decay != 1.0 else 0
     groups: dict[tuple[int, bool], dict] = {}
     for name, p in model.named_parameters():
         if not p.requires_grad:  # a frozen word embedding is left out
