@@ -99,6 +99,8 @@ def setup(cfg: TrainConfig) -> Run:
     if cfg.batch_size % (world * cfg.grad_accum):
         raise RunError(f"--batch-size {cfg.batch_size} must be divisible by processes x --grad-accum "
                        f"({world} x {cfg.grad_accum})")
+    if not 0 < cfg.lr_decay <= 1:
+        raise RunError(f"--lr-decay {cfg.lr_decay}: must be in (0, 1]; 1 gives every layer --lr")
     if cfg.resume and resumable_state(Path(cfg.resume)) is None:
         raise RunError(f"nothing to resume in {cfg.resume}: no last/state.json")
     if rank == 0:
