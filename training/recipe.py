@@ -51,8 +51,9 @@ def parameter_groups(model, cfg: TrainConfig) -> list[dict]:
     when `cfg.lr_decay` < 1: a parameter `k` steps below the head gets lr x decay^k. The lower
     layers hold most of what pretraining learnt about all languages; fine-tuning on one language
     moves them less that way. A CRF's scores get a group of their own at CRF_LR_FACTOR x lr."""
-    # Only a decay needs our layer names; the benchmarks also build this for transformers' model.
-    n_layers = len(model.encoder.layers) if cfg.lr_decay != 1.0 else 0
+    by_depth = cfg.lr_decay != 1.0
+    # Only a decay reads our layer names; the benchmarks also build this for transformers' model.
+    n_layers = len(model.encoder.layers) if by_depth else 0
     groups: dict[tuple[int, bool], dict] = {}
     for name, p in model.named_parameters():
         if not p.requires_grad:  # a frozen word embedding is left out
@@ -62,7 +63,7 @@ def parameter_groups(model, cfg: TrainConfig) -> list[dict]:
                                                       "lr": cfg.lr * CRF_LR_FACTOR})["params"].append(p)
             continue
         decays = not (name.endswith(".bias") or "norm." in name)
-        depth = layer_depth(name, n_layers) if cfg.lr_decay != 1.0 else n_layers + 1
+        depth = layer_depth(name, n_layers) if by_depth else n_layers + 1
         group = groups.setdefault((depth, decays), {
             "params": [], "weight_decay": cfg.weight_decay if decays else 0.0,
             "lr": cfg.lr * cfg.lr_decay ** (n_layers + 1 - depth)})

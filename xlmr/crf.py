@@ -19,9 +19,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from .decoding import TransitionPrior
-
-IGNORE_INDEX = -100
+from .decoding import IGNORE_INDEX, TransitionPrior
 
 
 def labelled_positions(logits: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:

@@ -42,6 +42,7 @@ from dataclasses import dataclass
 import torch
 
 DECODINGS = ("viterbi", "iob2", "argmax")  # viterbi: IOB2 + the run's tag-transition prior; iob2: IOB2 alone
+IGNORE_INDEX = -100  # the label of tokens that are not scored: later sub-words, <s>, </s>, padding
 FORBIDDEN = -1e4  # added to a forbidden transition's score: finite, so a row of them stays comparable
 
 

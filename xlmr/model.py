@@ -13,10 +13,9 @@ import torch.nn.functional as F
 
 from .config import XLMRConfig
 from .crf import LinearChainCRF, labelled_positions
-from .decoding import TagDecoder, TransitionPrior
+from .decoding import IGNORE_INDEX, TagDecoder, TransitionPrior
 from .precision import SHORT_ATTENTION, cpu_bf16_attention_by_matmul
 
-IGNORE_INDEX = -100  # the label of tokens that are not scored: later sub-words, <s>, </s>, padding
 
 ACTIVATIONS = {
     "gelu": F.gelu,  # exact (erf) GELU, as BERT and XLM-R were trained
@@ -243,7 +242,7 @@ class XLMRForTokenClassification(nn.Module):
     def reset_head(self) -> None:
         self._init_weights(self.classifier)
         if self.crf is not None:
-            self.crf = LinearChainCRF(self.config.num_labels).to(self.classifier.weight.device)
+            self.add_crf()
 
     def add_crf(self) -> None:
         """Puts a new CRF (zero scores) on top of the head: `--head crf`."""
@@ -260,9 +259,10 @@ class XLMRForTokenClassification(nn.Module):
     # The one loss and the one decoding of the project: training, prediction, the sweep, the
     # tagger and the service all call these two.
     def loss(self, logits: torch.Tensor, labels: torch.Tensor, reduction: str = "mean") -> torch.Tensor:
-        """`cross_entropy` over the tokens whose label is not -100 (IGNORE_INDEX). With a CRF, "sum" and "mean" are its negative log-likelihood summed over the sentences
-        (and divided by the labelled tokens); "none" stays the per-token cross-entropy of the
-        logits, which `eval.py errors` ranks words by (a CRF has no loss per token)."""
+        """`cross_entropy` over the tokens whose label is not -100 (IGNORE_INDEX). With a CRF,
+        "sum" and "mean" are its negative log-likelihood summed over the sentences (and divided
+        by the labelled tokens); "none" stays the per-token cross-entropy of the logits, which
+        `eval.py errors` ranks words by (a CRF has no loss per token)."""
         crf = getattr(self, "crf", None)  # stand-in models may lack it
         if crf is not None and reduction != "none":
             nll = crf.nll(*labelled_positions(logits.float(), labels)).sum()
@@ -273,17 +273,20 @@ class XLMRForTokenClassification(nn.Module):
                glued: list[list[bool]] | None = None, prior: TransitionPrior | None = None) -> list[list[int]]:
         """Tag ids per sentence from each word's log-probabilities (n_words, C): constrained
         IOB2 Viterbi with the run's tag-transition prior (config.tag_transitions, a CRF head's
-        learnt scores, or `prior` to try another), the constraints alone ("iob2"), or the book's per-word argmax
-        (xlmr/decoding.py). `glued` marks the words whose piece has no '▁' (Encoding.word_glued)."""
+        learnt scores, or `prior` to try another), the constraints alone ("iob2"), or the book's
+        per-word argmax (xlmr/decoding.py). `glued` marks the words whose piece has no '▁' (Encoding.word_glued)."""
         labels = [self.config.id2label[i] for i in range(len(self.config.id2label))]
-        source = getattr(self.config, "tag_transitions", None)  # stand-in configs may lack it
-        # Built once per label list and prior, not per batch: the prior's dict is replaced, never edited.
-        if getattr(self, "_decoder", None) is None or self._decoder.labels != labels or self._prior_source is not source:
-            self._decoder, self._prior_source = TagDecoder(labels, TransitionPrior.from_dict(source)), source
-        crf = getattr(self, "crf", None)
+        crf = getattr(self, "crf", None)  # stand-in models may lack it
         if prior is None and crf is not None:
             prior = crf.prior()  # the learnt scores, as they are now (they move during training)
-        decoder = self._decoder if prior is None else TagDecoder(labels, prior)
+        if prior is not None:
+            decoder = TagDecoder(labels, prior)
+        else:
+            source = getattr(self.config, "tag_transitions", None)  # stand-in configs may lack it
+            # Built once per label list and prior, not per batch: the prior's dict is replaced, never edited.
+            if getattr(self, "_decoder", None) is None or self._decoder.labels != labels or self._prior_source is not source:
+                self._decoder, self._prior_source = TagDecoder(labels, TransitionPrior.from_dict(source)), source
+            decoder = self._decoder
         # A model trained with labels on glued pieces learnt their B-/I- split: nothing to make up for.
         labelled = getattr(self.config, "glued_pieces_labelled", False)  # stand-in configs may lack it
         return decoder(word_scores, method, None if labelled else glued)
