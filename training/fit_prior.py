@@ -13,6 +13,7 @@ import sys
 from dataclasses import fields
 from pathlib import Path
 
+from xlmr.decoding import OPENINGS
 from xlmr.tokenizer import XLMRTokenizer
 from xlmr.weights import load_model, save_config
 
@@ -26,7 +27,7 @@ def main(argv=None) -> int:
     p.add_argument("model", help="checkpoint folder to fit the prior for (its config.json is rewritten)")
     p.add_argument("--run", help="the run folder whose results.json names the training data (default: the "
                    "model folder, or the one above it)")
-    p.add_argument("--opening", choices=("choose", "plain", "type"), default="choose",
+    p.add_argument("--opening", choices=tuple(OPENINGS), default="choose",
                    help="how Viterbi opens an entity (xlmr/decoding.py): choose = whichever has the better "
                    "validation F1 (default), plain = B-X alone, type = P(B-X) + P(I-X)")
     args = p.parse_args(argv)
@@ -45,7 +46,7 @@ def main(argv=None) -> int:
               file=sys.stderr)
         return 2
     train, val, _, _ = load_data(cfg, XLMRTokenizer(model_dir / "sentencepiece.bpe.model"))
-    openings = {"choose": (False, True), "plain": (False,), "type": (True,)}[args.opening]
+    openings = OPENINGS[args.opening]
     prior, f1 = fit_prior(model, train["ner_tags"], val, progress=sys.stderr.isatty(), openings=openings)
     record(model, prior, f1)
     save_config(model.config, model_dir)

@@ -18,7 +18,7 @@ from dataclasses import asdict, replace
 
 from evaluation.predict import predict
 from evaluation.scoring import entity_scores, tag_names
-from xlmr.decoding import TransitionPrior, inside_ids, spread_to_words
+from xlmr.decoding import OPENINGS, TransitionPrior, inside_ids, spread_to_words
 from xlmr.weights import save_config
 
 WEIGHTS = (0.0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 1.0)
@@ -63,10 +63,11 @@ def record(model, prior: TransitionPrior, f1: dict[tuple[bool, float], float]) -
 def fit_run(run, model) -> dict:
     """At the end of training: fit the prior for the kept checkpoint, save it in config.json."""
     prior, f1 = fit_prior(model, run.train_set["ner_tags"], run.val_set, run.cfg.eval_batch_size, run.device,
-                          run.amp_dtype, progress=not run.cfg.no_progress)
+                          run.amp_dtype, progress=not run.cfg.no_progress, openings=OPENINGS[run.cfg.opening])
     summary = record(model, prior, f1)
     if run.is_main:
         save_config(model.config, run.out)
         print(f"tag-transition prior: weight {prior.weight}{', opening by type' if prior.open_by_type else ''} "
-              f"(validation F1 {f1[False, 0.0]:.4f} without, {f1[prior.open_by_type, prior.weight]:.4f} with)")
+              f"(validation F1 {f1[prior.open_by_type, 0.0]:.4f} at weight 0, "
+              f"{f1[prior.open_by_type, prior.weight]:.4f} with)")
     return summary

@@ -42,6 +42,9 @@ from dataclasses import dataclass
 import torch
 
 DECODINGS = ("viterbi", "iob2", "argmax")  # viterbi: IOB2 + the run's tag-transition prior; iob2: IOB2 alone
+# How a run's prior opens an entity, as the values of open_by_type validation may choose between:
+# choose = whichever has the better validation F1, plain = P(B-X) alone, type = P(B-X) + P(I-X).
+OPENINGS = {"choose": (False, True), "plain": (False,), "type": (True,)}
 IGNORE_INDEX = -100  # the label of tokens that are not scored: later sub-words, <s>, </s>, padding
 FORBIDDEN = -1e4  # added to a forbidden transition's score: finite, so a row of them stays comparable
 
