@@ -27,9 +27,9 @@ def main(argv=None) -> int:
     p.add_argument("model", help="checkpoint folder to fit the prior for (its config.json is rewritten)")
     p.add_argument("--run", help="the run folder whose results.json names the training data (default: the "
                    "model folder, or the one above it)")
-    p.add_argument("--opening", choices=tuple(OPENINGS), default="choose",
-                   help="how Viterbi opens an entity (xlmr/decoding.py): choose = whichever has the better "
-                   "validation F1 (default), plain = B-X alone, type = P(B-X) + P(I-X)")
+    opening = next(f for f in fields(TrainConfig) if f.name == "opening")  # the same flag as train_loop.py's
+    p.add_argument("--opening", choices=opening.metadata["choices"], default=opening.default,
+                   help=opening.metadata["help"])
     args = p.parse_args(argv)
     model_dir = Path(args.model)
     run_dir = Path(args.run) if args.run else next((d for d in (model_dir, model_dir.parent)
