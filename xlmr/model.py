@@ -274,7 +274,8 @@ class XLMRForTokenClassification(nn.Module):
         """Tag ids per sentence from each word's log-probabilities (n_words, C): constrained
         IOB2 Viterbi with the run's tag-transition prior (config.tag_transitions, a CRF head's
         learnt scores, or `prior` to try another), the constraints alone ("iob2"), or the book's
-        per-word argmax (xlmr/decoding.py). `glued` marks the words whose piece has no '▁' (Encoding.word_glued)."""
+        per-word argmax (xlmr/decoding.py). `glued` marks the words whose piece has no '▁'
+        (Encoding.word_glued)."""
         labels = [self.config.id2label[i] for i in range(len(self.config.id2label))]
         crf = getattr(self, "crf", None)  # stand-in models may lack it
         if prior is None and crf is not None:
@@ -284,7 +285,8 @@ class XLMRForTokenClassification(nn.Module):
         else:
             source = getattr(self.config, "tag_transitions", None)  # stand-in configs may lack it
             # Built once per label list and prior, not per batch: the prior's dict is replaced, never edited.
-            if getattr(self, "_decoder", None) is None or self._decoder.labels != labels or self._prior_source is not source:
+            cached = getattr(self, "_decoder", None)
+            if cached is None or cached.labels != labels or self._prior_source is not source:
                 self._decoder, self._prior_source = TagDecoder(labels, TransitionPrior.from_dict(source)), source
             decoder = self._decoder
         # A model trained with labels on glued pieces learnt their B-/I- split: nothing to make up for.
