@@ -25,6 +25,7 @@ import torch.distributed as dist
 from tqdm.auto import tqdm
 
 from xlmr.atomic import write_text_atomic
+from xlmr.entities import entity_dicts
 
 
 class CorpusError(ValueError):
@@ -62,9 +63,8 @@ def parse_line(path: Path, lineno: int, raw: bytes, jsonl: bool) -> tuple[int, o
 
 
 def record_line(lineno: int, id_, tagged) -> str:
-    record = {"line": lineno} | ({} if id_ is None else {"id": id_}) | {"text": tagged.text, "entities": [
-        {"entity_group": e.type, "score": round(e.score, 6), "word": e.text, "start": e.start, "end": e.end}
-        for e in tagged.entities]}
+    record = {"line": lineno} | ({} if id_ is None else {"id": id_}) | {
+        "text": tagged.text, "entities": entity_dicts(tagged.entities, digits=6)}
     return json.dumps(record, ensure_ascii=False) + "\n"
 
 

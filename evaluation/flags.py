@@ -6,6 +6,7 @@ import torch
 
 from xlmr.compile import COMPILE_CHOICES
 from xlmr.decoding import DECODINGS
+from xlmr.tagger import AGGREGATIONS
 from xlmr.precision import AMP_CHOICES
 from xlmr.quantize import QUANTIZE_CHOICES
 from xlmr.tokenizer import UNSPACED
@@ -104,7 +105,7 @@ def add_tag_command(sub, common) -> None:
                    help="a corpus to tag into --output, streamed and resumable: .txt (a text a line) or .jsonl "
                         "({\"text\": ..., \"id\": ...}); shards over torchrun processes")
     g.add_argument("--chunk-lines", type=int, default=1024, help="with --input: lines tagged and saved together")
-    g.add_argument("--aggregation", default="first", choices=["first", "average", "max"],
+    g.add_argument("--aggregation", default="first", choices=AGGREGATIONS,
                    help="how a word's sub-word predictions become its tag")
     g.add_argument("--max-length", type=int, default=None,
                    help="window length in tokens (default: the model's positions); longer texts are split")

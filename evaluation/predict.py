@@ -16,7 +16,8 @@ from loaders.align import IGNORE
 from loaders.batching import sorted_batches
 from loaders.collate import PaddingCollator
 from xlmr.compile import bucket_multiple
-from xlmr.decoding import head_glued, head_positions, inside_ids, spread_to_words
+from xlmr import alignment
+from xlmr.decoding import inside_ids
 from xlmr.precision import autocast_for
 
 from .scoring import entity_scores, tag_names
@@ -33,7 +34,7 @@ def predict(model, dataset, batch_size: int = 64, device="cpu", amp_dtype=None, 
     its labelled tokens for words. `decode` may name several decodings, to compare them on one
     forward pass: "words" and "pred" follow the first, and "decoded" maps each to its words.
     `keep_scores` adds the decoded words' "scores" (n, C), "glued", and "spread" (what
-    xlmr.decoding.spread_to_words needs besides the tags), to decode them again another way."""
+    xlmr.alignment.spread_to_words needs besides the tags), to decode them again another way."""
     device = torch.device(device)
     model.eval()
     indices = list(range(len(dataset))) if indices is None else list(indices)
@@ -61,7 +62,8 @@ def _column_names(dataset) -> list[str]:
 
 
 class _Words:
-    """Where each sentence's words sit among its tokens, and how their tags spread."""
+    """A dataset row's words as xlmr/alignment.py places them among its tokens. A dataset
+    without word_heads (token ids and labels only) has its labelled tokens for words."""
 
     def __init__(self, inside: list[int], outside: int):
         self.inside, self.outside = inside, outside
@@ -69,19 +71,19 @@ class _Words:
     @staticmethod
     def heads(row) -> list[int]:
         if "word_heads" in row:
-            return head_positions(row["word_ids"], row["word_heads"])
-        return [t for t, label in enumerate(row["labels"]) if label != IGNORE]
+            return alignment.head_positions(row["word_ids"], row["word_heads"])
+        return alignment.labelled_tokens(row["labels"], IGNORE)
 
     @staticmethod
     def glued(row) -> list[bool]:
         """For each head, whether its piece has no '▁' (False where the dataset does not say)."""
         if "word_glued" in row and "word_heads" in row:
-            return head_glued(row["word_ids"], row["word_heads"], row["word_glued"])
+            return alignment.head_glued(row["word_ids"], row["word_heads"], row["word_glued"])
         return [False] * len(_Words.heads(row))
 
     def tags(self, row, head_tags: list[int]) -> list[int]:
         if "word_heads" in row:
-            return spread_to_words(head_tags, row["word_ids"], row["word_heads"], self.inside, self.outside)
+            return alignment.spread_to_words(head_tags, row["word_ids"], row["word_heads"], self.inside, self.outside)
         return head_tags
 
     @staticmethod

@@ -28,6 +28,9 @@ from fastapi.responses import HTMLResponse, JSONResponse
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, model_validator
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from xlmr.entities import entity_dicts
+from xlmr.tagger import AGGREGATIONS
+
 from .batcher import DeadlinePassed, Overloaded
 
 PAGE = Path(__file__).with_name("page.html")
@@ -50,7 +53,7 @@ class TagRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
     text: str | None = Field(None, description="one text to tag")
     texts: list[str] | None = Field(None, description="several texts, tagged together; answered in order")
-    aggregation: Literal["first", "average", "max"] = Field(
+    aggregation: Literal[AGGREGATIONS] = Field(
         "first", description="how a word's sub-word probabilities become its scores")
     decode: Literal["viterbi", "iob2", "argmax"] | None = Field(
         None, description="word scores to tags: the best valid IOB2 sequence with the model's tag-transition "
@@ -104,18 +107,13 @@ class ErrorResponse(BaseModel):
     error: str
 
 
-def pipeline_entities(tagged) -> list[dict]:
-    return [{"entity_group": e.type, "score": float(e.score), "word": e.text, "start": e.start, "end": e.end}
-            for e in tagged.entities]
-
-
 def token_rows(tagged) -> list[dict]:
     return [{"token": t, "word": w, "tag": g, "score": float(s)}
             for t, w, g, s in zip(tagged.tokens, tagged.token_words, tagged.token_tags, tagged.token_scores)]
 
 
 def result_of(tagged, with_tokens: bool) -> dict:
-    return {"entities": pipeline_entities(tagged), **({"tokens": token_rows(tagged)} if with_tokens else {}),
+    return {"entities": entity_dicts(tagged.entities), **({"tokens": token_rows(tagged)} if with_tokens else {}),
             **({"skipped": tagged.skipped} if tagged.skipped else {})}
 
 

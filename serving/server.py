@@ -9,7 +9,7 @@ import torch
 
 from xlmr.decoding import DECODINGS
 from xlmr.quantize import ready_for_inference
-from xlmr.tagger import Tagger
+from xlmr.tagger import AGGREGATIONS, Tagger
 from xlmr.tokenizer import XLMRTokenizer
 from xlmr.weights import load_model
 
@@ -42,7 +42,7 @@ def build_service(model_dir, device: str = "cpu", amp: str = "auto", max_batch: 
             "device": str(device), "precision": "int8" if quantize != "off" else
             str(amp_dtype or torch.float32).replace("torch.", ""),
             "precision_reason": amp_reason,
-            "max_window": tagger.max_length, "aggregations": ["first", "average", "max"],
+            "max_window": tagger.max_length, "aggregations": list(AGGREGATIONS),
             "decode": decode, "decodings": list(DECODINGS),
             "batching": {"enabled": batching, "max_texts": max_batch, "max_wait_ms": max_wait_ms,
                          "max_queued_texts": max_queued_texts, "deadline_s": deadline_s}}

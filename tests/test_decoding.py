@@ -8,7 +8,7 @@ import math
 import pytest
 import torch
 
-from xlmr.decoding import TagDecoder, TransitionPrior, allowed_transitions, head_positions, inside_ids, spread_to_words
+from xlmr.decoding import TagDecoder, TransitionPrior, allowed_transitions, inside_ids
 
 PANX = ["O", "B-PER", "I-PER", "B-ORG", "I-ORG", "B-LOC", "I-LOC"]
 # A label set of the user's own, in another order, with a type PAN-X lacks and a bare label.
@@ -232,18 +232,6 @@ def test_inside_ids():
 def test_unknown_decoding_is_refused():
     with pytest.raises(ValueError, match="unknown decoding"):
         TagDecoder(PANX)([torch.zeros(1, 7)], "beam")
-
-
-def test_spread_over_a_run_by_hand():
-    # Tokens: <s> ▁ 我在 北京 大学 工作 </s>; words 我 在 北 京 大 学 工 作.
-    word_ids = [-1, 0, 0, 2, 4, 6, -1]
-    word_heads = [1, 1, 3, 3, 4, 4, 5, 5]
-    assert head_positions(word_ids, word_heads) == [1, 3, 4, 5]
-    # Decoded at the heads: O, B-ORG, I-ORG, O.
-    tags = spread_to_words([0, 3, 4, 0], word_ids, word_heads, inside_ids(PANX), 0)
-    assert [PANX[t] for t in tags] == ["O", "O", "B-ORG", "I-ORG", "I-ORG", "I-ORG", "O", "O"]
-    # A word cut off by truncation (-1) is O.
-    assert spread_to_words([0, 3], [-1, 0, 0, 2, -1], [1, 1, 3, 3, -1, -1], inside_ids(PANX), 0) == [0, 0, 3, 4, 0, 0]
 
 
 def test_head_loss_matches_hand_computed_cross_entropy():

@@ -24,7 +24,8 @@ from serving.api import Limits
 from serving.batcher import Batcher
 from serving.server import Running, Service, check_exposure
 from tests.test_serving import confident_checkpoint
-from xlmr.tagger import Entity, Tagged
+from xlmr.entities import Entity
+from xlmr.tagger import Tagged
 
 ROOT = Path(__file__).resolve().parents[1]
 

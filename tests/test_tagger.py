@@ -11,7 +11,8 @@ import torch
 
 from loaders.panx import TAGS
 from xlmr.model import XLMRForTokenClassification
-from xlmr.tagger import Tagger, aggregate, entities_from_tags, plan_windows, window_owner
+from xlmr.entities import entities_from_tags
+from xlmr.tagger import Tagger, aggregate, plan_windows, window_owner
 from xlmr.words import split_words
 
 

@@ -8,7 +8,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from xlmr.tagger import Tagger, entities_from_tags
+from xlmr.entities import entities_from_tags
+from xlmr.tagger import Tagger
 from xlmr.words import scan, split_words
 
 

@@ -18,7 +18,8 @@ from dataclasses import asdict, replace
 
 from evaluation.predict import predict
 from evaluation.scoring import entity_scores, tag_names
-from xlmr.decoding import OPENINGS, TransitionPrior, inside_ids, spread_to_words
+from xlmr.alignment import spread_to_words
+from xlmr.decoding import OPENINGS, TransitionPrior, inside_ids
 from xlmr.weights import save_config
 
 WEIGHTS = (0.0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 1.0)

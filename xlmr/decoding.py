@@ -12,7 +12,7 @@ works; a label without a B-/I- prefix is treated like O.
 A word's scores are those of the sub-word that carries its label. When a run of Han or kana
 characters is tokenised as one string, one piece can hold several words (see
 `XLMRTokenizer.encode_words_batch`): the first of them takes the piece's tag and the others its
-I- form (`spread_to_words`).
+I- form (`xlmr.alignment.spread_to_words`).
 
 Such pieces carry no '▁' ("glued" pieces): 北京 after 我在, ン after ジョ in ジョン. Fine-tuning on
 spaced text labels only pieces that start with '▁', so on a glued piece the model's choice of
@@ -195,30 +195,3 @@ class TagDecoder:
                 current = torch.where(live, back[t - 1].gather(1, current[:, None]).squeeze(1), current)
         return [tags[b, : int(n)].tolist() for b, n in enumerate(lengths)]
 
-
-def head_positions(word_ids: list[int], word_heads: list[int]) -> list[int]:
-    """The token positions whose scores are decoded: the first piece of each word that starts
-    a piece (a word held inside another word's piece, or cut off by truncation, has none)."""
-    return [h for w, h in enumerate(word_heads) if h >= 0 and word_ids[h] == w]
-
-
-def head_glued(word_ids: list[int], word_heads: list[int], word_glued: list[bool]) -> list[bool]:
-    """Encoding.word_glued for the words at `head_positions`, in that order."""
-    return [g for w, (h, g) in enumerate(zip(word_heads, word_glued)) if h >= 0 and word_ids[h] == w]
-
-
-def spread_to_words(head_tags: list[int], word_ids: list[int], word_heads: list[int], inside: list[int],
-                    outside: int) -> list[int]:
-    """Word tags from the decoded tags of the head positions (in `head_positions` order): a word
-    held inside another word's piece takes the I- form of that word's tag; a word cut off by
-    truncation is O."""
-    tag_at = dict(zip(head_positions(word_ids, word_heads), head_tags))
-    out = []
-    for w, h in enumerate(word_heads):
-        if h < 0:
-            out.append(outside)
-        elif word_ids[h] == w:
-            out.append(tag_at[h])
-        else:
-            out.append(inside[tag_at[h]])
-    return out

@@ -15,22 +15,14 @@ from dataclasses import dataclass, field
 
 import torch
 
+from . import alignment
 from .decoding import DECODINGS, inside_ids
+from .entities import Entity, entities_from_tags
 from .precision import autocast_for
 from .tokenizer import BOS, EOS, PAD, XLMRTokenizer
 from .words import scan
 
 AGGREGATIONS = ("first", "average", "max")
-
-
-@dataclass
-class Entity:
-    type: str  # PER, ORG, LOC
-    text: str  # text[start:end] of the original string
-    start: int
-    end: int
-    score: float  # mean of the words' scores
-    words: tuple[int, int]  # first and last word index
 
 
 @dataclass
@@ -83,29 +75,6 @@ def window_owner(windows: list[tuple[int, int]], n_words: int) -> list[int]:
     return owner
 
 
-def entities_from_tags(text: str, words: list[tuple[int, int]], tags: list[str], scores: list[float]) -> list[Entity]:
-    """Merge word tags into entities. B-X opens an entity; I-X continues an open X entity and
-    opens one otherwise (an I- without a B-, as conlleval and seqeval read it); O, a B-, or an
-    I- of another type closes the open one. Two B-X in a row are two entities."""
-    entities, open_ = [], None  # open_: [type, first word, last word]
-
-    def close():
-        if open_ is not None:
-            t, a, b = open_
-            start, end = words[a][0], words[b][1]
-            entities.append(Entity(t, text[start:end], start, end, sum(scores[a:b + 1]) / (b - a + 1), (a, b)))
-
-    for w, tag in enumerate(tags):
-        prefix, _, kind = tag.partition("-")
-        if prefix == "I" and open_ is not None and open_[0] == kind:
-            open_[2] = w
-            continue
-        close()
-        open_ = [kind, w, w] if prefix in ("B", "I") else None
-    close()
-    return entities
-
-
 def aggregate(probs: torch.Tensor, strategy: str) -> torch.Tensor:
     """One word's label probabilities (C,) from its sub-words' (n, C)."""
     if strategy == "first":
@@ -115,13 +84,6 @@ def aggregate(probs: torch.Tensor, strategy: str) -> torch.Tensor:
     if strategy == "max":
         return probs[probs.max(dim=1).values.argmax()]  # the sub-word most sure of its tag decides
     raise ValueError(f"unknown aggregation {strategy!r}; choose from {AGGREGATIONS}")
-
-
-def skip_bare_space(enc, w: int) -> int:
-    """1 when word w's head is its second piece (its first is a bare '▁': Encoding.word_heads), so
-    aggregation starts where the label sits; else 0."""
-    h = enc.word_heads[w]
-    return int(h > 1 and enc.word_ids[h] == w and enc.word_ids[h - 1] == w)
 
 
 def piece_groups(word_pieces: list[list[int]]) -> list[tuple[int, int]]:
@@ -184,9 +146,10 @@ class Tagger:
                 rows_of, ids = windows[win]
                 rows = rows_of[w]  # this word's sub-words in its window; none inside a run's piece
                 p = probs[win][rows]  # (n, C)
-                if rows:
+                enc = encodings[i]
+                if alignment.owns_head(enc.word_ids, enc.word_heads, w):  # pooled from its head on
                     heads.append(w)
-                    head_probs.append(aggregate(p[skip_bare_space(encodings[i], w):], aggregation))
+                    head_probs.append(aggregate(p[alignment.head_offset(enc.word_ids, enc.word_heads, w):], aggregation))
                 pieces = self.tokenizer.convert_ids_to_tokens([ids[j] for j in rows])
                 top = p.max(dim=1)
                 tagged.tokens += pieces
@@ -199,8 +162,8 @@ class Tagger:
         # piece has no '▁' (inside a Han/kana run) may continue an entity as B- or I- (decoding.py).
         glued = [[enc.word_glued[w] for w in heads] for enc, (heads, _) in zip(encodings, word_probs)]
         decoded = self.model.decode([p.clamp_min(1e-30).log() for _, p in word_probs], decode, glued)
-        for tagged, (heads, p), tags in zip(out, word_probs, decoded):
-            tagged.word_tags, tagged.word_scores = self._word_tags(heads, p, tags, len(tagged.words))
+        for tagged, enc, (_, p), tags in zip(out, encodings, word_probs, decoded):
+            tagged.word_tags, tagged.word_scores = self._word_tags(enc, p, tags)
             tagged.entities = entities_from_tags(tagged.text, tagged.words, tagged.word_tags, tagged.word_scores)
         return out[0] if single else out
 
@@ -227,23 +190,14 @@ class Tagger:
                 windows.append((rows_of, ids))
         return windows, per_text
 
-    def _word_tags(self, heads: list[int], p: torch.Tensor, decoded: list[int],
-                   n_words: int) -> tuple[list[str], list[float]]:
-        """Tags and scores of all words from the decoded tags of the words with pieces (heads,
-        their probabilities p (n_heads, C)); a word held inside another's piece takes the I-
-        form of that word's tag and its score."""
-        if not heads:
-            return ["O"] * n_words, [0.0] * n_words
-        tags, scores, j = [], [], -1
-        for w in range(n_words):
-            if j + 1 < len(heads) and heads[j + 1] == w:
-                j += 1
-                tag = decoded[j]
-            else:
-                tag = self.inside[decoded[j]] if j >= 0 else None
-            tags.append(self.id2label[tag] if tag is not None else "O")
-            scores.append(float(p[j, decoded[j]]) if j >= 0 else 0.0)
-        return tags, scores
+    def _word_tags(self, enc, p: torch.Tensor, decoded: list[int]) -> tuple[list[str], list[float]]:
+        """Tags and scores of all words from the decoded tags of the words that own a head (their
+        probabilities p (n_heads, C)), spread as xlmr/alignment.py spreads them: a word held inside
+        another's piece takes the I- form of that word's tag, and its score."""
+        owners = alignment.head_owners(enc.word_ids, enc.word_heads)
+        tag_ids = alignment.spread_to_words(decoded, enc.word_ids, enc.word_heads, self.inside, 0)
+        tags = [self.id2label[t] if k >= 0 else "O" for t, k in zip(tag_ids, owners)]
+        return tags, [float(p[k, decoded[k]]) if k >= 0 else 0.0 for k in owners]
 
     @torch.no_grad()
     def _probabilities(self, windows: list[list[int]]) -> list[torch.Tensor]:

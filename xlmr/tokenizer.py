@@ -18,6 +18,7 @@ from pathlib import Path
 
 import sentencepiece as spm
 
+from . import alignment
 from .spm_model import mark_unused
 from .han_runs import piece_starts, run_parts
 from .words import PER_CHARACTER
@@ -41,7 +42,7 @@ class Encoding:
     input_ids: list[int]
     word_ids: list[int | None]  # the word each token starts in; None for <s> and </s>
     truncated: bool = False
-    # Per word, the position of the token that carries its label: its first token (its second
+    # Per word, the position of the token that carries its label (xlmr/alignment.py): its first token (its second
     # when the first is a bare '▁', unless unspaced="words"), or for a word held inside another
     # word's piece (a run of Han/kana), that word's head; -1 where truncation cut the word off.
     # Empty when not computed.
@@ -158,7 +159,7 @@ class XLMRTokenizer:
         as one string, as SentencePiece saw such text in pretraining, instead of as lone '▁'
         pieces before every character; a piece then starts in one word and may hold the next
         ones (see Encoding.word_heads), and a word's label moves off a bare '▁' onto its next
-        piece (`_past_bare_space`). "words" is Hugging Face's is_split_into_words and the book's
+        piece (xlmr/alignment.py). "words" is Hugging Face's is_split_into_words and the book's
         alignment: each word alone, labelled on its first piece."""
         if unspaced not in UNSPACED:
             raise ValueError(f"unknown unspaced mode {unspaced!r}; choose from {', '.join(UNSPACED)}")
@@ -184,31 +185,16 @@ class XLMRTokenizer:
                     piece_ids = next(encoded)
                     ids.extend(piece_ids)
                     word_ids.extend([a] * len(piece_ids))
-            heads = _word_heads(word_ids, len(words))
+            heads = alignment.word_heads(word_ids, len(words))
             if unspaced == "runs":
-                heads = self._past_bare_space(ids, word_ids, heads)
+                heads = alignment.past_bare_space(ids, word_ids, heads, self.space_piece_id)
             truncated = max_length is not None and len(ids) + 1 > max_length
             if truncated:  # keep </s>: the model was pretrained with it closing every sequence
                 ids, word_ids = ids[: max_length - 1], word_ids[: max_length - 1]
-                heads = [h if h < len(ids) else -1 for h in heads]  # words cut off have no label
-            glued = [h >= 0 and word_ids[h] == w and self._glued(ids[h])
-                     and not (ids[h - 1] == self.space_piece_id and word_ids[h - 1] == w) for w, h in enumerate(heads)]
+                heads = alignment.truncate_heads(heads, len(ids))  # words cut off have no label
+            glued = alignment.glued_heads(ids, word_ids, heads, self.space_piece_id, self._glued)
             out.append(Encoding(ids + [EOS], word_ids + [None], truncated, heads, glued))
         return out
-
-    def _past_bare_space(self, ids: list[int], word_ids: list[int | None], heads: list[int]) -> list[int]:
-        """Heads moved off a bare '▁' onto the word's next piece. SentencePiece gives a word that
-        starts with a character it does not join to '▁' a bare '▁' first: (, „ and . in German,
-        but also 18% of Korean, 19% of Georgian and 17% of Hebrew words (PAN-X test subsets). A
-        bare '▁' holds no letter of the word, and fine-tuning on German teaches that it comes
-        before punctuation, so a model labelled there calls it O: 42% of Burmese and 14-16% of
-        Hebrew, Georgian and Korean entity words were read from such a '▁'. Measured on the
-        German recipe model, no retraining: 39-language mean .610 -> .614 (my +.06, sw +.04);
-        retrained with its labels there too, see docs/zero-shot.md."""
-        moved = {h: h + 1 for w, h in enumerate(heads)
-                 if h >= 0 and word_ids[h] == w and ids[h] == self.space_piece_id
-                 and h + 1 < len(ids) and word_ids[h + 1] == w}
-        return [moved.get(h, h) for h in heads]
 
     def _glued(self, i: int) -> bool:
         """Whether piece i continues the text before it: a piece without a leading '▁'."""
@@ -276,16 +262,3 @@ class XLMRTokenizer:
             pieces.append(self._id_to_piece(i))
         return "".join(pieces).replace(SPIECE_UNDERLINE, " ").strip()
 
-
-def _word_heads(word_ids: list[int | None], n_words: int) -> list[int]:
-    """Encoding.word_heads from the tokens' word ids before truncation: a word with no token of
-    its own sits inside the piece of the nearest earlier word that has one."""
-    first: dict[int, int] = {}
-    for position, w in enumerate(word_ids):
-        if w is not None and w not in first:
-            first[w] = position
-    heads, owner = [], -1
-    for w in range(n_words):
-        owner = first.get(w, owner)
-        heads.append(owner)
-    return heads
