@@ -24,13 +24,13 @@ import torch
 from evaluation.flags import (add_serve_command, add_sweep_command, add_tag_command, add_test_and_errors_commands,
                               common_flags)
 from evaluation.reports import format_rows, write_json_atomic, write_text_atomic
-from loaders.panx import PanxError, check_lang
+from loaders.conll import NerDataError
 from xlmr.compile import compile_if_chosen
 from xlmr.quantize import ready_for_inference
 from xlmr.weights import CheckpointError
 
 COMMANDS = ("test", "tag", "errors", "experiments", "sweep", "serve")
-ERRORS = (CheckpointError, PanxError, FileNotFoundError, ValueError, RuntimeError)
+ERRORS = (CheckpointError, NerDataError, FileNotFoundError, ValueError, RuntimeError)
 
 
 def load_for_cli(args, model_dir: str | None = None, tokenizer_file: str | None = None):
@@ -48,16 +48,14 @@ def load_for_cli(args, model_dir: str | None = None, tokenizer_file: str | None 
 
 
 def test_sets(args, labels: list[str]):
-    """name -> the raw test set, in the model's label ids: --test-file(s), else PAN-X languages."""
-    from loaders.nerfiles import load_ner_file, relabel
-    from loaders.panx import panx_splits
+    """name -> a loader of the raw set to score, in the model's label ids (loaders/data.py):
+    --test-file(s), else the --split of each PAN-X language."""
+    from loaders.data import ner_data
 
-    if args.test_file:
-        return {Path(f).name: (lambda f=f: load_ner_file(f, labels)) for f in args.test_file}
-    for lang in args.langs:
-        check_lang(lang)
-    return {lang: (lambda lang=lang: relabel(panx_splits(lang, args.data_dir, args.full_splits)[args.split], labels,
-                                             f"PAN-X {lang}")) for lang in args.langs}
+    source = ner_data(eval_langs=args.langs, data_dir=args.data_dir, full_splits=args.full_splits,
+                      test_files=args.test_file)
+    source.check()
+    return source.evaluation(labels, args.split)
 
 
 def cmd_test(args) -> int:
@@ -67,10 +65,6 @@ def cmd_test(args) -> int:
     from evaluation.scoring import f1_table
     from loaders.align import encode_ner
 
-    if args.test_file:
-        for f in args.test_file:
-            if not Path(f).is_file():
-                raise FileNotFoundError(f"no data file at {f}")
     model, tokenizer, device, amp = load_for_cli(args, tokenizer_file=args.tokenizer)
     labels = [model.config.id2label[i] for i in range(model.config.num_labels)]
     results = {"model": str(args.model), "split": args.split, "full_splits": args.full_splits,

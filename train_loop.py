@@ -24,8 +24,7 @@ import argparse
 import sys
 from dataclasses import MISSING, fields
 
-from loaders.nerfiles import NerDataError
-from loaders.panx import PanxError
+from loaders.conll import NerDataError
 from training import RunError, TrainConfig, train
 from xlmr.weights import CheckpointError
 
@@ -57,7 +56,7 @@ def main(argv=None) -> int:
     cfg = config_from(build_parser().parse_args(argv))
     try:
         train(cfg)
-    except (RunError, CheckpointError, PanxError, NerDataError, FileNotFoundError) as e:
+    except (RunError, CheckpointError, NerDataError, FileNotFoundError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 1
     return 0

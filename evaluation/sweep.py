@@ -18,7 +18,7 @@ from tqdm.auto import tqdm
 from loaders.align import encode_ner
 from loaders.languages import XTREME_PANX, language
 from loaders.nerfiles import relabel
-from loaders.panx import FEATURES, read_conll
+from loaders.panx import FEATURES, read_panx
 
 from .predict import predict
 from .reports import write_json_atomic, write_text_atomic
@@ -57,7 +57,7 @@ def encode_test_set(path: Path, lang: str, tokenizer, max_length: int = 512, uns
     `python eval.py` encodes them."""
     from datasets import Dataset, DatasetDict
 
-    ds = Dataset.from_dict(read_conll(path, lang), features=FEATURES)
+    ds = Dataset.from_dict(read_panx(path, lang), features=FEATURES)
     if labels is not None:
         ds = relabel(ds, labels, str(path))
     encoded = encode_ner(DatasetDict({"test": ds}), tokenizer, max_length, unspaced=unspaced)["test"]

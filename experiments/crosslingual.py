@@ -13,7 +13,7 @@ from pathlib import Path
 
 from evaluation.plots import plot_learning_curve
 from evaluation.reports import write_json_atomic, write_text_atomic
-from loaders.panx import PanxError
+from loaders.conll import NerDataError
 from training import RunError, TrainConfig, command_line, train
 from training.state import resumable_state
 from xlmr.weights import CheckpointError
@@ -137,7 +137,7 @@ def run_all(s: Settings) -> dict:
     for spec in plan:
         try:
             results[spec["name"]] = run_experiment(spec, s)
-        except (RunError, CheckpointError, PanxError, FileNotFoundError) as e:
+        except (RunError, CheckpointError, NerDataError, FileNotFoundError) as e:
             raise RunError(f"in run {spec['name']}: {e}") from None
         if s.drop_weights and spec["name"] != "de":
             (s.root / spec["name"] / "model.safetensors").unlink(missing_ok=True)

@@ -20,63 +20,11 @@ not UTF-8 and an empty token: a line skipped in silence would shift every label 
 from __future__ import annotations
 
 import json
-import re
-from dataclasses import dataclass, field
 from pathlib import Path
 
 from datasets import ClassLabel, Dataset, Features, Sequence, Value
 
-TAG = re.compile(r"(?P<prefix>[BIES])-(?P<type>\S+)")
-DOCSTART = "-DOCSTART-"
-
-
-class NerDataError(ValueError):
-    """A problem in a data file, with file:line (or file, row N for Parquet)."""
-
-
-@dataclass
-class Sentences:
-    """Sentences read from one file: tokens, IOB2 tag strings, and where each token came from."""
-    path: Path
-    tokens: list[list[str]] = field(default_factory=list)
-    tags: list[list[str]] = field(default_factory=list)
-    where: list[list[str]] = field(default_factory=list)  # "file:line" per token
-    class_names: list[str] | None = None  # a Parquet file's ClassLabel names, when it has them
-    normalised: int = 0  # tags IOB1/BIOES -> IOB2 changed
-
-    def add(self, tokens: list[str], tags: list[str], where: list[str]) -> None:
-        for token, place in zip(tokens, where):
-            if not isinstance(token, str) or not token.strip():
-                raise NerDataError(f"{place}: empty token")
-        for tag, place in zip(tags, where):
-            check_tag(tag, place)
-        iob2 = to_iob2(tags)
-        self.normalised += sum(a != b for a, b in zip(tags, iob2))
-        self.tokens.append(list(tokens))
-        self.tags.append(iob2)
-        self.where.append(list(where))
-
-
-def check_tag(tag, where: str) -> None:
-    if tag != "O" and not (isinstance(tag, str) and TAG.fullmatch(tag)):
-        raise NerDataError(f"{where}: tag {tag!r} is not O, B-X or I-X (IOB1, IOB2), nor S-X or E-X (BIOES)")
-
-
-def to_iob2(tags: list[str]) -> list[str]:
-    """IOB1, BIOES or IOB2 tags of one sentence as IOB2: an entity opens with B-, continues with I-.
-    S-X opens (and closes) one; I-X and E-X continue the entity before them when it has type X,
-    else open one (IOB1's I- opening an entity)."""
-    out, previous = [], None  # previous: the type of the entity the last word is in
-    for tag in tags:
-        if tag == "O":
-            out.append("O")
-            previous = None
-            continue
-        prefix, kind = tag[0], tag[2:]
-        continues = prefix in "IE" and previous == kind
-        out.append(f"{'I' if continues else 'B'}-{kind}")
-        previous = None if prefix in "SE" else kind
-    return out
+from .conll import NerDataError, Sentences, lines, read_conll
 
 
 def label_list(tag_lists) -> list[str]:
@@ -93,54 +41,16 @@ def read_ner_file(path) -> Sentences:
     if not path.is_file():
         raise FileNotFoundError(f"no data file at {path}")
     suffix = path.suffix.lower()
-    reader = {".jsonl": _read_jsonl, ".json": _read_jsonl, ".parquet": _read_parquet}.get(suffix, _read_conll)
+    reader = {".jsonl": _read_jsonl, ".json": _read_jsonl, ".parquet": _read_parquet}.get(suffix, read_conll)
     sentences = reader(path)
     if not sentences.tokens:
         raise NerDataError(f"{path}: no sentences")
     return sentences
 
 
-def _lines(path: Path):
-    """(line number, text) of a UTF-8 file, decoded line by line so an error names its line."""
-    with open(path, "rb") as f:
-        for lineno, raw in enumerate(f, 1):
-            try:
-                text = raw.decode("utf-8-sig" if lineno == 1 else "utf-8")
-            except UnicodeDecodeError as e:
-                raise NerDataError(f"{path}:{lineno}: not UTF-8 (byte 0x{raw[e.start]:02x} at column "
-                                   f"{e.start + 1}); save the file as UTF-8") from None
-            yield lineno, text.rstrip("\r\n")
-
-
-def _read_conll(path: Path) -> Sentences:
-    sentences, tokens, tags, where = Sentences(path), [], [], []
-
-    def close():
-        if tokens:
-            sentences.add(tokens, tags, where)
-            tokens.clear(), tags.clear(), where.clear()
-
-    for lineno, line in _lines(path):
-        if not line.strip():
-            close()
-            continue
-        # Tabs, when the line has them, are the columns (a token may then hold a space).
-        columns = line.split("\t") if "\t" in line else line.split()
-        if columns[0] == DOCSTART:
-            close()
-            continue
-        if len(columns) < 2:
-            raise NerDataError(f"{path}:{lineno}: expected 'token ... tag' columns, got {line[:80]!r}")
-        tokens.append(columns[0])
-        tags.append(columns[-1].strip())
-        where.append(f"{path}:{lineno}")
-    close()
-    return sentences
-
-
 def _read_jsonl(path: Path) -> Sentences:
-    sentences = Sentences(path)
-    for lineno, line in _lines(path):
+    sentences = Sentences(path, one_token_a_line=False)
+    for lineno, line in lines(path):
         if not line.strip():
             continue
         place = f"{path}:{lineno}"
@@ -152,7 +62,7 @@ def _read_jsonl(path: Path) -> Sentences:
         if any(not isinstance(t, str) for t in tags):
             raise NerDataError(f"{place}: ner_tags holds numbers, and a JSON lines file carries no label names; "
                                "write the tags as strings (\"B-PER\", \"O\", ...)")
-        sentences.add(tokens, tags, [place] * len(tokens))
+        sentences.add(tokens, tags, lineno)
     return sentences
 
 
@@ -166,7 +76,7 @@ def _read_parquet(path: Path) -> Sentences:
     features = Features.from_arrow_schema(table.schema)
     tag_feature = getattr(features.get("ner_tags"), "feature", None)
     names = tag_feature.names if isinstance(tag_feature, ClassLabel) else None
-    sentences = Sentences(path, class_names=names)
+    sentences = Sentences(path, one_token_a_line=False, rows=True, class_names=names)
     for row, record in enumerate(table.to_pylist()):
         place = f"{path}, row {row}"
         tokens, tags = _columns(record, place)
@@ -174,7 +84,7 @@ def _read_parquet(path: Path) -> Sentences:
             tags = [names[t] if isinstance(t, int) and 0 <= t < len(names) else t for t in tags]
         if any(not isinstance(t, str) for t in tags):
             raise NerDataError(f"{place}: ner_tags holds {tags[0]!r}, with no ClassLabel names to read it by")
-        sentences.add(tokens, tags, [place] * len(tokens))
+        sentences.add(tokens, tags, row)
     return sentences
 
 
@@ -205,17 +115,23 @@ def labels_of(train: Sentences) -> list[str]:
     return derived
 
 
-def to_dataset(sentences: Sentences, labels: list[str]) -> Dataset:
-    """The sentences with tag ids in `labels`' order; a tag outside it names its file:line."""
+def tag_ids(sentences: Sentences, labels: list[str], whose: str = "the model's") -> list[list[int]]:
+    """Each sentence's tags as ids in `labels`' order; a tag outside it names its file:line."""
     ids = {label: i for i, label in enumerate(labels)}
-    tag_ids = []
-    for tags, where in zip(sentences.tags, sentences.where):
-        for tag, place in zip(tags, where):
+    out = []
+    for i, tags in enumerate(sentences.tags):
+        for j, tag in enumerate(tags):
             if tag not in ids:
-                raise NerDataError(f"{place}: tag {tag!r} is not one of the model's labels ({', '.join(labels)})")
-        tag_ids.append([ids[t] for t in tags])
+                raise NerDataError(f"{sentences.place(i, j)}: tag {tag!r} is not one of {whose} labels "
+                                   f"({', '.join(labels)})")
+        out.append([ids[t] for t in tags])
+    return out
+
+
+def to_dataset(sentences: Sentences, labels: list[str]) -> Dataset:
+    """The sentences with tag ids in `labels`' order, as a Dataset whose ner_tags name them."""
     features = Features({"tokens": Sequence(Value("string")), "ner_tags": Sequence(ClassLabel(names=list(labels)))})
-    return Dataset.from_dict({"tokens": sentences.tokens, "ner_tags": tag_ids}, features=features)
+    return Dataset.from_dict({"tokens": sentences.tokens, "ner_tags": tag_ids(sentences, labels)}, features=features)
 
 
 def load_ner_file(path, labels: list[str]) -> Dataset:

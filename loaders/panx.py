@@ -17,7 +17,9 @@ from pathlib import Path
 import numpy as np
 from datasets import ClassLabel, Dataset, DatasetDict, Features, Sequence, Value
 
+from .conll import NerDataError, read_conll
 from .languages import XTREME_PANX
+from .nerfiles import tag_ids
 
 TAGS = ("O", "B-PER", "I-PER", "B-ORG", "I-ORG", "B-LOC", "I-LOC")  # PAN-X's labels, in its ClassLabel order
 ENV_VAR = "PANX_DATA_DIR"
@@ -31,47 +33,15 @@ FEATURES = Features({
 })
 
 
-class PanxError(ValueError):
-    pass
-
-
-def read_conll(path: Path, lang: str) -> dict[str, list]:
-    """Sentences of a `token<TAB>tag` file, blank lines between sentences. Every malformed line is
-    an error naming the file and line: a silently skipped line would shift the labels."""
-    tag_ids = {t: i for i, t in enumerate(TAGS)}
-    prefix = f"{lang}:"
-    tokens, tags, sentences = [], [], {"tokens": [], "ner_tags": [], "langs": []}
-
-    def close_sentence():
-        if tokens:
-            sentences["tokens"].append(list(tokens))
-            sentences["ner_tags"].append(list(tags))
-            sentences["langs"].append([lang] * len(tokens))
-            tokens.clear()
-            tags.clear()
-
-    with open(path, encoding="utf-8") as f:
-        for lineno, line in enumerate(f, 1):
-            line = line.rstrip("\r\n")
-            if not line.strip():
-                close_sentence()
-                continue
-            parts = line.split("\t")
-            if len(parts) != 2:
-                raise PanxError(f"{path}:{lineno}: expected 'token<TAB>tag', got {line[:80]!r}")
-            token, tag = parts
-            if tag not in tag_ids:
-                raise PanxError(f"{path}:{lineno}: unknown tag {tag!r} (known: {', '.join(TAGS)})")
-            if token.startswith(prefix):  # the original WikiANN layout prefixes every token
-                token = token[len(prefix):]
-            if not token:
-                raise PanxError(f"{path}:{lineno}: empty token")
-            tokens.append(token)
-            tags.append(tag_ids[tag])
-    close_sentence()
-    if not sentences["tokens"]:
-        raise PanxError(f"{path}: no sentences (empty file)")
-    return sentences
+def read_panx(path: Path, lang: str) -> dict[str, list]:
+    """Columns tokens, ner_tags (ids in TAGS' order) and langs of one PAN-X file, read by the one
+    CoNLL reader with the tags as written. Every malformed line is an error naming the file and
+    line: a silently skipped line would shift the labels."""
+    sentences = read_conll(path, token_prefix=f"{lang}:", iob2=False)
+    if not sentences.tokens:
+        raise NerDataError(f"{path}: no sentences (empty file)")
+    return {"tokens": sentences.tokens, "ner_tags": tag_ids(sentences, list(TAGS), whose="PAN-X's"),
+            "langs": [[lang] * len(t) for t in sentences.tokens]}
 
 
 def _split_file(folder: Path, lang: str, split: str) -> Path | None:
@@ -87,8 +57,8 @@ def _load_folder(folder: Path, lang: str) -> DatasetDict:
     if len(missing) == len(SPLITS):
         raise FileNotFoundError(f"{folder}: no PAN-X files for {lang!r} (looked for {{train,dev,test}}-{lang}.tsv and {lang}/{{train,dev,test}})")
     if missing:
-        raise PanxError(f"{folder}: PAN-X {lang!r} lacks the split(s) {', '.join(missing)}")
-    return DatasetDict({name: Dataset.from_dict(read_conll(f, lang), features=FEATURES) for name, f in files.items()})
+        raise NerDataError(f"{folder}: PAN-X {lang!r} lacks the split(s) {', '.join(missing)}")
+    return DatasetDict({name: Dataset.from_dict(read_panx(f, lang), features=FEATURES) for name, f in files.items()})
 
 
 def _load_hub(lang: str) -> DatasetDict:
@@ -99,7 +69,7 @@ def _load_hub(lang: str) -> DatasetDict:
 
 def check_lang(lang: str) -> None:
     if lang not in PANX_LANGS:
-        raise PanxError(f"unknown PAN-X language {lang!r}; known: {' '.join(sorted(PANX_LANGS))}")
+        raise NerDataError(f"unknown PAN-X language {lang!r}; known: {' '.join(sorted(PANX_LANGS))}")
 
 
 def load_panx(lang: str, data_dir: str | os.PathLike | None = None) -> DatasetDict:
@@ -138,7 +108,7 @@ def swiss_corpus(data_dir=None, langs=("de", "fr", "it", "en"), seed: int = 0) -
     of every split."""
     unknown = [lang for lang in langs if lang not in SWISS_FRACTIONS]
     if unknown:
-        raise PanxError(f"no Swiss-mix fraction for {unknown}; the mix has {list(SWISS_FRACTIONS)}")
+        raise NerDataError(f"no Swiss-mix fraction for {unknown}; the mix has {list(SWISS_FRACTIONS)}")
     corpus = {}
     for lang in langs:
         ds = load_panx(lang, data_dir)
@@ -177,7 +147,7 @@ def main(argv=None) -> int:
     try:
         data = swiss_corpus(args.data_dir, args.langs) if args.swiss else {
             lang: load_panx(lang, args.data_dir) for lang in args.langs}
-    except (PanxError, FileNotFoundError) as e:
+    except (NerDataError, FileNotFoundError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 1
     print(f"{'lang':<5} {'split':<11} {'sentences':>9} {'PER':>7} {'ORG':>7} {'LOC':>7}")

@@ -10,7 +10,8 @@ import pytest
 from datasets import ClassLabel, Dataset, Features, Sequence, Value
 from seqeval.metrics.sequence_labeling import get_entities
 
-from loaders.nerfiles import NerDataError, label_list, labels_of, load_ner_file, read_ner_file, relabel, to_iob2
+from loaders.conll import NerDataError, to_iob2
+from loaders.nerfiles import label_list, labels_of, load_ner_file, read_ner_file, relabel
 from loaders.panx import TAGS
 
 CONLL_2003_IOB1 = """-DOCSTART- -X- -X- O
@@ -40,7 +41,7 @@ def test_conll_2003_file_read_by_hand(tmp_path):
     # IOB1: an entity opens with I-; B- splits two adjacent entities of one type.
     assert s.tags == [["B-ORG", "O", "B-MISC", "O", "O"], ["B-PER", "I-PER", "B-LOC", "B-LOC"], ["B-WORKS"]]
     assert s.normalised == 5
-    assert s.where[1][3] == f"{path}:12"  # Berlin
+    assert s.place(1, 3) == f"{path}:12"  # Berlin
     assert labels_of(s) == ["O", "B-LOC", "B-MISC", "B-ORG", "B-PER", "B-WORKS",
                             "I-LOC", "I-MISC", "I-ORG", "I-PER", "I-WORKS"]
 

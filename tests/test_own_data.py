@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from loaders.nerfiles import to_iob2
+from loaders.conll import to_iob2
 from serving.server import Running, build_service
 from tests.test_serving import post
 from tests.test_train import tiny_checkpoint

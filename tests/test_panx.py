@@ -3,7 +3,8 @@ from __future__ import annotations
 
 import pytest
 
-from loaders.panx import PanxError, entity_counts, load_panx, read_conll, swiss_corpus, swiss_indices
+from loaders.conll import NerDataError
+from loaders.panx import entity_counts, load_panx, read_panx, swiss_corpus, swiss_indices
 
 # From the data's README: sentences and B- tags per split.
 README_COUNTS = {
@@ -61,23 +62,26 @@ def small_folder(tmp_path, lang="de", body="Berlin\tB-LOC\nist\tO\n\nKöln\tB-LO
 
 
 def test_malformed_lines_name_file_and_line(tmp_path):
-    f = write(tmp_path / "train-de.tsv", "Berlin\tB-LOC\nist O\n")
-    with pytest.raises(PanxError, match=r"train-de\.tsv:2: expected 'token<TAB>tag'"):
-        read_conll(f, "de")
-    f = write(tmp_path / "train-de.tsv", "Berlin\tB-LOC\n\nist\tB-MISC\n")
-    with pytest.raises(PanxError, match=r"train-de\.tsv:3: unknown tag 'B-MISC'"):
-        read_conll(f, "de")
+    f = write(tmp_path / "train-de.tsv", "Berlin\tB-LOC\nist\n")
+    with pytest.raises(NerDataError, match=r"train-de\.tsv:2: expected 'token \.\.\. tag' columns"):
+        read_panx(f, "de")
+    f = write(tmp_path / "train-de.tsv", "Berlin\tB-LOC\n\nist\tO\nin\tB-MISC\n")
+    with pytest.raises(NerDataError, match=r"train-de\.tsv:4: tag 'B-MISC' is not one of PAN-X's labels"):
+        read_panx(f, "de")
+    f = write(tmp_path / "train-de.tsv", "Berlin\tB-LOC\n\t O\n")
+    with pytest.raises(NerDataError, match=r"train-de\.tsv:2: empty token"):
+        read_panx(f, "de")
 
 
 def test_empty_file_missing_split_unknown_language(tmp_path):
     folder = small_folder(tmp_path)
     write(folder / "dev-de.tsv", "\n\n")
-    with pytest.raises(PanxError, match=r"dev-de\.tsv: no sentences"):
+    with pytest.raises(NerDataError, match=r"dev-de\.tsv: no sentences"):
         load_panx("de", folder)
     (folder / "dev-de.tsv").unlink()
-    with pytest.raises(PanxError, match="lacks the split.*dev"):
+    with pytest.raises(NerDataError, match="lacks the split.*dev"):
         load_panx("de", folder)
-    with pytest.raises(PanxError, match="unknown PAN-X language 'xx'"):
+    with pytest.raises(NerDataError, match="unknown PAN-X language 'xx'"):
         load_panx("xx", folder)
 
 

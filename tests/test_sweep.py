@@ -73,7 +73,7 @@ def test_sweep_of_a_trained_model_matches_transformers_and_seqeval(trained, smal
     from seqeval.metrics import f1_score
     from transformers import AutoModelForTokenClassification, AutoTokenizer
 
-    from loaders.panx import read_conll
+    from loaders.panx import read_panx
     from xlmr.weights import export_hf, load_model
 
     summary = sweep(trained, small_xtreme, tmp_path / "sweep", "de", "fr",
@@ -82,7 +82,7 @@ def test_sweep_of_a_trained_model_matches_transformers_and_seqeval(trained, smal
     tok = AutoTokenizer.from_pretrained(tmp_path / "hf")
     hf = AutoModelForTokenClassification.from_pretrained(tmp_path / "hf").eval()
     for lang in ("de", "fr"):
-        data = read_conll(small_xtreme / f"test-{lang}.tsv", lang)
+        data = read_panx(small_xtreme / f"test-{lang}.tsv", lang)
         y_true, y_pred = [], []
         for words, tags in zip(data["tokens"], data["ner_tags"]):
             y_pred.append(hf_first_subword_tags(hf, tok, words))
@@ -165,7 +165,7 @@ def test_the_same_words_decode_alike_in_eval_test_the_sweep_and_the_tagger(tiny,
 
     from evaluation.predict import predict
     from loaders.align import encode_ner
-    from loaders.panx import FEATURES, read_conll
+    from loaders.panx import FEATURES, read_panx
     from xlmr.tagger import Tagger
     from xlmr.tokenizer import XLMRTokenizer
     from xlmr.weights import load_model
@@ -175,7 +175,7 @@ def test_the_same_words_decode_alike_in_eval_test_the_sweep_and_the_tagger(tiny,
     tags = [model.config.id2label[i] for i in range(7)]
     sweep(tiny, small_xtreme, tmp_path / "sweep", "de", "zh", extra=["--decode", decode])
     for lang, joiner in (("de", " "), ("zh", "")):
-        ds = Dataset.from_dict(read_conll(small_xtreme / f"test-{lang}.tsv", lang), features=FEATURES)
+        ds = Dataset.from_dict(read_panx(small_xtreme / f"test-{lang}.tsv", lang), features=FEATURES)
         encoded = encode_ner(DatasetDict({"test": ds}), tokenizer)["test"]
         if lang == "de":  # some words are read from the piece after a bare '▁' ("(", "."): all three must agree
             assert sum(h > 1 and r["word_ids"][h - 1] == w == r["word_ids"][h]

@@ -5,7 +5,7 @@ import random
 
 import pytest
 
-from loaders.panx import read_conll
+from loaders.panx import read_panx
 
 FILES = [f"{split}-{lang}.tsv" for split in ("train", "dev", "test") for lang in ("de", "fr", "it", "en")]
 
@@ -36,7 +36,7 @@ def test_word_ids_and_truncation_keep_eos(tokenizer):
 
 
 def sentences(panx_dir, name):
-    return read_conll(panx_dir / name, name.split("-")[1].split(".")[0])["tokens"]
+    return read_panx(panx_dir / name, name.split("-")[1].split(".")[0])["tokens"]
 
 
 def compare(tokenizer, hf_fast_tokenizer, batch):

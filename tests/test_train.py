@@ -256,7 +256,7 @@ def test_labels_on_every_sub_word_are_recorded_for_decoding(tiny, small_panx, tm
 
 
 def test_the_transition_prior_is_counted_on_training_tags_and_weighted_on_validation(tiny, small_panx, tmp_path):
-    from loaders.panx import read_conll
+    from loaders.panx import read_panx
     from training import fit_prior
     from training.transitions import WEIGHTS
 
@@ -264,7 +264,7 @@ def test_the_transition_prior_is_counted_on_training_tags_and_weighted_on_valida
     results = loop.train(train_loop.config_from(args))
     prior = json.loads((tmp_path / "fit" / "config.json").read_text())["tag_transitions"]
     # The counts, by hand, over the training file's tags (add-0.5 smoothing).
-    tags = read_conll(small_panx / "train-de.tsv", "de")["ner_tags"]
+    tags = read_panx(small_panx / "train-de.tsv", "de")["ner_tags"]
     n = len(TAGS)
     starts = [0.5 + sum(t[0] == i for t in tags if t) for i in range(n)]
     pairs = [[0.5 + sum((a, b) == (i, j) for t in tags for a, b in zip(t, t[1:])) for j in range(n)] for i in range(n)]

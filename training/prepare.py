@@ -9,11 +9,11 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.distributed as dist
-from datasets import DatasetDict, concatenate_datasets
+from datasets import DatasetDict
 
 from loaders.align import encode_ner
-from loaders.nerfiles import labels_of, load_ner_file, read_ner_file, to_dataset
-from loaders.panx import TAGS, PanxError, check_lang, panx_splits
+from loaders.conll import NerDataError
+from loaders.data import ner_data
 from xlmr.convert import convert
 from xlmr.precision import DTYPE_NAMES, choose, cpu_bf16_attention_by_matmul, use_cpu_bf16_attention_by_matmul
 from xlmr.weights import checkpoint_config, is_ours, resolve_folder
@@ -52,14 +52,6 @@ def setup_distributed(device_arg: str | None) -> tuple[int, int, torch.device]:
     return 0, 1, torch.device(device_arg or ("cuda" if use_cuda else "cpu"))
 
 
-def check_langs(langs) -> None:
-    for lang in langs:
-        try:
-            check_lang(lang)
-        except PanxError as e:
-            raise RunError(str(e)) from None
-
-
 def check_output_dir(path: Path) -> None:
     try:
         path.mkdir(parents=True, exist_ok=True)
@@ -83,43 +75,31 @@ def prepare_model_folder(src: str) -> Path:
     return target
 
 
+def data_source(cfg: TrainConfig):
+    """The run's sentences (loaders/data.py): --train-file and its companions, else PAN-X."""
+    return ner_data(cfg.langs, cfg.eval_langs, cfg.data_dir, cfg.full_splits, cfg.train_file, cfg.validation_file,
+                    cfg.test_file)
+
+
 def check_data_flags(cfg: TrainConfig) -> None:
-    """Your own files (--train-file with --validation-file) or PAN-X languages, checked before
-    anything is loaded."""
-    if cfg.train_file or cfg.validation_file or cfg.test_file:
-        if not (cfg.train_file and cfg.validation_file):
-            raise RunError("--train-file and --validation-file go together (the best epoch is picked on validation)")
-        for path in (cfg.train_file, cfg.validation_file, cfg.test_file):
-            if path and not Path(path).is_file():
-                raise RunError(f"no data file at {path}")
-    else:
-        check_langs(cfg.langs + cfg.eval_langs)
+    """The data flags checked before anything is loaded."""
+    try:
+        data_source(cfg).check(training=True)
+    except (NerDataError, FileNotFoundError) as e:
+        raise RunError(str(e)) from None
 
 
 def load_data(cfg: TrainConfig, tokenizer):
-    """(train, validation, {name: test set}, label list), encoded: from --train-file and its
-    companions, whose training file gives the labels; else PAN-X's training languages (the Swiss
-    mix, or the full splits) and the test sets of the evaluation languages."""
-    if cfg.train_file:
-        train_sentences = read_ner_file(cfg.train_file)
-        labels = labels_of(train_sentences)
-        raw = {"train": to_dataset(train_sentences, labels),
-               "validation": load_ner_file(cfg.validation_file, labels)}
-        if cfg.test_file:
-            raw["test"] = load_ner_file(cfg.test_file, labels)
-        if train_sentences.normalised:
-            print(f"{cfg.train_file}: {train_sentences.normalised} tags read as IOB2 (from IOB1 or BIOES)")
-        data = encode_ner(DatasetDict(raw), tokenizer, cfg.max_length, cfg.unspaced)
-        train, validation = data["train"], data["validation"]
-        tests = {Path(cfg.test_file).name: data["test"]} if cfg.test_file else {}
-    else:
-        labels, cache = list(TAGS), {}
-        for lang in dict.fromkeys(cfg.langs + cfg.eval_langs):
-            cache[lang] = encode_ner(panx_splits(lang, cfg.data_dir, cfg.full_splits), tokenizer, cfg.max_length,
-                                     cfg.unspaced)
-        train = concatenate_datasets([cache[lang]["train"] for lang in cfg.langs])
-        validation = concatenate_datasets([cache[lang]["validation"] for lang in cfg.langs])
-        tests = {lang: cache[lang]["test"] for lang in cfg.eval_langs}
+    """(train, validation, {name: test set}, label list), encoded. The source gives the labels:
+    PAN-X's seven, or those of the training file."""
+    source = data_source(cfg)
+    labels = source.labels()
+    data = encode_ner(source.training(), tokenizer, cfg.max_length, cfg.unspaced)
+    train, validation = data["train"], data["validation"]
+    if source.normalised:
+        print(f"{cfg.train_file}: {source.normalised} tags read as IOB2 (from IOB1 or BIOES)")
+    tests = {name: encode_ner(DatasetDict({"test": load()}), tokenizer, cfg.max_length, cfg.unspaced)["test"]
+             for name, load in source.evaluation(labels).items()}
     if cfg.num_samples is not None:
         if not 0 < cfg.num_samples <= len(train):
             raise RunError(f"--num-samples {cfg.num_samples} is outside 1..{len(train)}")
