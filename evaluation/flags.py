@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import torch
 
+from loaders.panx import SWISS_LANGS
 from xlmr.compile import COMPILE_CHOICES
 from xlmr.decoding import DECODINGS
 from xlmr.tagger import AGGREGATIONS
@@ -11,7 +12,6 @@ from xlmr.precision import AMP_CHOICES
 from xlmr.quantize import QUANTIZE_CHOICES
 from xlmr.tokenizer import UNSPACED
 
-PANX_LANGS = ("de", "fr", "it", "en")
 
 
 def add_serve_command(sub, common) -> None:
@@ -72,7 +72,7 @@ def common_flags(q, with_model=True, compiles=False, decodings=None) -> None:
 def add_test_and_errors_commands(sub, common) -> None:
     t = sub.add_parser("test", help="test F1 per language and seqeval reports (the default command)")
     common(t, compiles=True)
-    t.add_argument("--langs", nargs="+", default=list(PANX_LANGS))
+    t.add_argument("--langs", nargs="+", default=list(SWISS_LANGS))
     t.add_argument("--test-file", nargs="+", default=None,
                    help="score your own data instead of PAN-X: CoNLL, .jsonl or .parquet, read against the model's labels")
     t.add_argument("--data-dir", default=None, help="PAN-X folder (default: $PANX_DATA_DIR, else the hub)")

@@ -14,11 +14,11 @@ from pathlib import Path
 from evaluation.plots import plot_learning_curve
 from evaluation.reports import write_json_atomic, write_text_atomic
 from loaders.conll import NerDataError
+from loaders.panx import SWISS_LANGS
 from training import RunError, TrainConfig, command_line, train
 from training.state import resumable_state
 from xlmr.weights import CheckpointError
 
-PANX_LANGS = ("de", "fr", "it", "en")
 CURVE_SIZES = (250, 500, 1000, 2000, 4000)
 EXPERIMENTS = ("de", "curve", "each", "de-fr", "all")
 
@@ -42,7 +42,7 @@ class Settings:
     extra: dict = field(default_factory=dict)  # further TrainConfig fields for every run
 
 
-def experiment_plan(which=EXPERIMENTS, curve_sizes=CURVE_SIZES, langs=PANX_LANGS) -> list[dict]:
+def experiment_plan(which=EXPERIMENTS, curve_sizes=CURVE_SIZES, langs=SWISS_LANGS) -> list[dict]:
     """The training runs behind the table and the curve, in the order they run: de first (its
     fr score is the curve's zero-shot line), then the cheap curve, then the long multilingual runs.
     `full_epochs` marks runs on whole language sets, which --quick shortens."""
@@ -83,7 +83,7 @@ def run_experiment(spec: dict, s: Settings) -> dict:
     return train(cfg)
 
 
-def transfer_table(results: dict[str, dict], langs=PANX_LANGS) -> dict[str, dict[str, float | None]]:
+def transfer_table(results: dict[str, dict], langs=SWISS_LANGS) -> dict[str, dict[str, float | None]]:
     """Rows de / each / all / de-fr, columns the test languages: the book's table. 'each' takes
     every language's score from the run trained on that language alone."""
     def f1(run, lang):

@@ -25,7 +25,8 @@ TAGS = ("O", "B-PER", "I-PER", "B-ORG", "I-ORG", "B-LOC", "I-LOC")  # PAN-X's la
 ENV_VAR = "PANX_DATA_DIR"
 SPLITS = {"train": "train", "validation": "dev", "test": "test"}  # DatasetDict name -> file name
 SWISS_FRACTIONS = {"de": 0.629, "fr": 0.229, "it": 0.084, "en": 0.059}
-PANX_LANGS = set(XTREME_PANX)  # Thai is part of PAN-X too
+SWISS_LANGS = tuple(SWISS_FRACTIONS)  # the book's four languages
+PANX_LANGS = set(XTREME_PANX)  # every PAN-X language XTREME has (Thai too)
 FEATURES = Features({
     "tokens": Sequence(Value("string")),
     "ner_tags": Sequence(ClassLabel(names=list(TAGS))),
@@ -103,7 +104,7 @@ def swiss_indices(num_rows: int, fraction: float, seed: int = 0) -> np.ndarray:
     return np.random.default_rng(seed).permutation(num_rows)[: int(fraction * num_rows)]
 
 
-def swiss_corpus(data_dir=None, langs=("de", "fr", "it", "en"), seed: int = 0) -> dict[str, DatasetDict]:
+def swiss_corpus(data_dir=None, langs=SWISS_LANGS, seed: int = 0) -> dict[str, DatasetDict]:
     """The book's Swiss mix: each language keeps its share (de 62.9%, fr 22.9%, it 8.4%, en 5.9%)
     of every split."""
     unknown = [lang for lang in langs if lang not in SWISS_FRACTIONS]
@@ -140,7 +141,7 @@ def entity_counts(ds: DatasetDict) -> dict[str, dict[str, int]]:
 
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(prog="python -m loaders.panx", description="Entity counts of PAN-X splits.")
-    p.add_argument("--langs", nargs="+", default=["de", "fr", "it", "en"])
+    p.add_argument("--langs", nargs="+", default=list(SWISS_LANGS))
     p.add_argument("--data-dir", default=None, help=f"folder of PAN-X files (default: ${ENV_VAR}, else the hub)")
     p.add_argument("--swiss", action="store_true", help="count the Swiss-mix subsets instead of the full splits")
     args = p.parse_args(argv)
