@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import torch
 
-from xlmr.compile import COMPILE_CHOICES
+from runtime.compile import COMPILE_CHOICES
 from xlmr.decoding import DECODINGS
-from xlmr.precision import AMP_CHOICES
-from xlmr.quantize import QUANTIZE_CHOICES
+from runtime.precision import AMP_CHOICES
+from runtime.quantize import QUANTIZE_CHOICES
 from xlmr.tokenizer import UNSPACED
 
 PANX_LANGS = ("de", "fr", "it", "en")

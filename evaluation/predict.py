@@ -15,9 +15,9 @@ from tqdm.auto import tqdm
 from loaders.align import IGNORE
 from loaders.batching import sorted_batches
 from loaders.collate import PaddingCollator
-from xlmr.compile import bucket_multiple
+from runtime.compile import bucket_multiple
 from xlmr.decoding import head_glued, head_positions, inside_ids, spread_to_words
-from xlmr.precision import autocast_for
+from runtime.precision import autocast_for
 
 from .scoring import entity_scores, tag_names
 
