@@ -57,8 +57,7 @@ def compile_if_chosen(model, name: str, device: torch.device) -> tuple[bool, str
 
 
 def is_compiled(model) -> bool:
-    layers = getattr(getattr(model, "encoder", None), "layers", [])  # any other model: not compiled by us
-    return any(getattr(layer, "_compiled_call_impl", None) is not None for layer in layers)
+    return any(layer._compiled_call_impl is not None for layer in model.encoder.layers)  # set by Module.compile
 
 
 def bucket_multiple(model) -> int | None:

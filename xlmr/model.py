@@ -227,6 +227,7 @@ class XLMRForTokenClassification(nn.Module):
         self.dropout = nn.Dropout(config.head_dropout)
         self.classifier = nn.Linear(config.hidden_size, config.num_labels)
         self.crf = LinearChainCRF(config.num_labels) if config.head == "crf" else None
+        self._decoder, self._prior_source = None, None  # decode's TagDecoder and the prior it was built from
         self.apply(self._init_weights)
 
     def _init_weights(self, module: nn.Module) -> None:
@@ -266,9 +267,8 @@ class XLMRForTokenClassification(nn.Module):
         "sum" and "mean" are its negative log-likelihood summed over the sentences (and divided
         by the labelled tokens); "none" stays the per-token cross-entropy of the logits, which
         `eval.py errors` ranks words by (a CRF has no loss per token)."""
-        crf = getattr(self, "crf", None)  # stand-in models may lack it
-        if crf is not None and reduction != "none":
-            nll = crf.nll(*labelled_positions(logits.float(), labels)).sum()
+        if self.crf is not None and reduction != "none":
+            nll = self.crf.nll(*labelled_positions(logits.float(), labels)).sum()
             return nll if reduction == "sum" else nll / (labels != IGNORE_INDEX).sum().clamp(min=1)
         return cross_entropy(logits, labels, reduction)
 
@@ -280,18 +280,16 @@ class XLMRForTokenClassification(nn.Module):
         per-word argmax (xlmr/decoding.py). `glued` marks the words whose piece has no '▁'
         (Encoding.word_glued)."""
         labels = [self.config.id2label[i] for i in range(len(self.config.id2label))]
-        crf = getattr(self, "crf", None)  # stand-in models may lack it
-        if prior is None and crf is not None:
-            prior = crf.prior()  # the learnt scores, as they are now (they move during training)
+        if prior is None and self.crf is not None:
+            prior = self.crf.prior()  # the learnt scores, as they are now (they move during training)
         if prior is not None:
             decoder = TagDecoder(labels, prior)
         else:
-            source = getattr(self.config, "tag_transitions", None)  # stand-in configs may lack it
+            source = self.config.tag_transitions
             # Built once per label list and prior, not per batch: the prior's dict is replaced, never edited.
-            cached = getattr(self, "_decoder", None)
+            cached = self._decoder
             if cached is None or cached.labels != labels or self._prior_source is not source:
                 self._decoder, self._prior_source = TagDecoder(labels, TransitionPrior.from_dict(source)), source
             decoder = self._decoder
         # A model trained with labels on glued pieces learnt their B-/I- split: nothing to make up for.
-        labelled = getattr(self.config, "glued_pieces_labelled", False)  # stand-in configs may lack it
-        return decoder(word_scores, method, None if labelled else glued)
+        return decoder(word_scores, method, None if self.config.glued_pieces_labelled else glued)
