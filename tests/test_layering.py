@@ -15,6 +15,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 LAYERS = {"xlmr": 0, "runtime": 1, "loaders": 2, "evaluation": 3, "serving": 3, "training": 4, "experiments": 5,
           "train_loop": 6, "eval": 6, "benchmarks": 7}
+# What the model file must not import, by module name: how it is run is the runtime's business.
+RUNTIME_WORDS = ("precision", "quantiz", "compile", "onnx", "amp")
 MAX_FILE_LINES, MAX_FUNCTION_LINES = 300, 60
 
 
@@ -104,6 +106,18 @@ def test_no_layer_imports_a_higher_one():
     graph = import_graph(project_files())
     assert len(graph) > 20  # the walk found the project
     assert layer_violations(graph) == []
+
+
+def test_the_model_knows_nothing_of_its_runtime():
+    """xlmr imports nothing of runtime (which rewrites a built model from outside), and
+    xlmr/model.py imports nothing about precision, int8, compilation or export, ours or not."""
+    files = project_files()
+    graph = import_graph(files)
+    assert {t for m, targets in graph.items() if m.split(".")[0] == "xlmr" for t in targets
+            if t.split(".")[0] == "runtime"} == set()
+    imported = imports_of("xlmr.model", files["xlmr.model"].read_text(encoding="utf-8"), False, set(files))
+    assert [m for m in imported if any(word in m.lower() for word in RUNTIME_WORDS)] == []
+    assert "runtime" in {m.split(".")[0] for m in graph}  # the runtime package is walked at all
 
 
 def test_no_import_cycles():
