@@ -25,8 +25,8 @@ from evaluation.flags import (add_serve_command, add_sweep_command, add_tag_comm
                               common_flags)
 from evaluation.reports import format_rows, write_json_atomic, write_text_atomic
 from loaders.conll import NerDataError
-from xlmr.compile import compile_if_chosen
-from xlmr.quantize import ready_for_inference
+from runtime.compile import compile_if_chosen
+from runtime.inference import ready_for_inference
 from xlmr.weights import CheckpointError
 
 COMMANDS = ("test", "tag", "errors", "experiments", "sweep", "serve")

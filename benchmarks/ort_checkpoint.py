@@ -5,8 +5,8 @@
 
 What a user choosing a CPU runtime compares, on the weights they trained (throughput.py uses
 random weights, whose activations have none of the outlier channels that make int8 hard):
-- ours fp32 and ours `--quantize int8` (xlmr/quantize.py, calibrated on its own sentences);
-- ONNX Runtime on our `--to-onnx` export, fp32, and int8 from ONNX Runtime's `quantize_dynamic`
+- ours fp32 and ours `--quantize int8` (runtime/quantize.py, calibrated on its own sentences);
+- ONNX Runtime on our ONNX export, fp32, and int8 from ONNX Runtime's `quantize_dynamic`
   (QInt8 weights, its defaults), all graph optimisations on, as many threads as torch.
 Speed: the first `--sentences` German test sentences (<= 128 tokens), sorted by length, in
 batches of `--batch-size`; `--rounds` rounds, the four in turn (reversed every other round);
@@ -33,8 +33,8 @@ from benchmarks.throughput_report import cpu_description  # noqa: E402
 from evaluation.predict import evaluate  # noqa: E402
 from loaders.align import encode_ner  # noqa: E402
 from loaders.panx import panx_splits  # noqa: E402
-from xlmr.onnx_export import export_onnx  # noqa: E402
-from xlmr.quantize import ready_for_inference  # noqa: E402
+from runtime.onnx_export import export_onnx  # noqa: E402
+from runtime.inference import ready_for_inference  # noqa: E402
 from xlmr.tokenizer import XLMRTokenizer  # noqa: E402
 from xlmr.weights import load_model  # noqa: E402
 

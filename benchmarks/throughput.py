@@ -6,19 +6,19 @@
 
 Implementations:
 - `ours`: xlmr.model as the project runs it. Inference at bf16/fp16: the Linear weights cast
-  once to that dtype (xlmr.precision.cast_linears_for_inference, what eval.py and the service
+  once to that dtype (runtime.precision.cast_linears_for_inference, what eval.py and the service
   do; autocast computes identical values), where transformers' model recasts its fp32 weights
   on every forward. Training: the training loop's own update (training.recipe.apply_gradients:
   row-sparse embedding gradient, RowAdamW, per-row clipping);
-- `ours-compiled`: the same with its layers under torch.compile (xlmr/compile.py), only when
+- `ours-compiled`: the same with its layers under torch.compile (runtime/compile.py), only when
   asked for (--impls); its warm-up steps include the compilation;
 - `hf-sdpa`, `hf-eager`: transformers' model for token classification with that attention, and
   torch.optim.AdamW(fused=True) + clip_grad_norm_ (the Trainer's optim="adamw_torch_fused");
 - `ort-fp32`, `ort-int8` (CPU inference, fp32 tables; with onnxruntime installed): what a user
-  deploying on a CPU picks. ONNX Runtime on our `--to-onnx` export of the same weights
-  (xlmr/onnx_export.py), all graph optimisations on, as many threads as torch; int8 is ONNX
+  deploying on a CPU picks. ONNX Runtime on our ONNX export of the same weights
+  (runtime/onnx_export.py), all graph optimisations on, as many threads as torch; int8 is ONNX
   Runtime's own `quantize_dynamic` (QInt8 weights) of that file;
-- `ours-int8` (CPU inference, fp32 tables): ours with `--quantize int8` (xlmr/quantize.py).
+- `ours-int8` (CPU inference, fp32 tables): ours with `--quantize int8` (runtime/quantize.py).
 Modes: `infer` (eval mode, no_grad, logits) and `train` (dropout on, forward with the loss,
 backward, clipping, AdamW step, gradients cleared). Both under the same autocast for bf16/fp16
 (and a gradient scaler for fp16).
@@ -51,12 +51,12 @@ from benchmarks.throughput_cells import Batch, Cell, grid_cell, panx_cells  # no
 from benchmarks.throughput_report import machine, write_reports  # noqa: E402
 from training.config import TrainConfig  # noqa: E402
 from training.recipe import apply_gradients, build_optimizer, row_sparse_embedding  # noqa: E402
-from xlmr.compile import compile_layers  # noqa: E402
+from runtime.compile import compile_layers  # noqa: E402
 from loaders.panx import TAGS  # noqa: E402
 from xlmr.config import XLMRConfig  # noqa: E402
 from xlmr.keymap import hf_to_ours  # noqa: E402
 from xlmr.model import XLMRForTokenClassification  # noqa: E402
-from xlmr.precision import autocast_for, cast_linears_for_inference, cpu_capability  # noqa: E402
+from runtime.precision import apply_precision, autocast_for, cast_linears_for_inference, cpu_capability, decide  # noqa: E402
 from benchmarks.throughput_runtimes import (FP32_INFERENCE_ONLY, default_impls, fp32_inference_models,  # noqa: E402
                                             weight_bytes)
 
@@ -76,6 +76,7 @@ SIZES = {
 }
 IMPLS = ("ours", "hf-sdpa", "hf-eager", "ours-compiled", "ours-int8", "ort-fp32", "ort-int8")
 DTYPES = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
+AMP_OF = {"fp32": "off", "bf16": "bf16", "fp16": "fp16"}  # the --amp choice of each precision
 
 
 def supported_precisions(device: torch.device) -> list[str]:
@@ -260,6 +261,10 @@ def main(argv=None) -> int:
                 models["ours-compiled"] = copy.deepcopy(ours)
                 compile_layers(models["ours-compiled"])
             for precision in precisions:
+                # The attention path the precision's decision sets, as training and eval.py set it.
+                for impl in ("ours", "ours-compiled"):
+                    if impl in models:
+                        apply_precision(models[impl], decide(AMP_OF[precision], device))
                 for mode in args.modes:
                     in_mode = dict(models)
                     if mode == "infer" and precision == "fp32":

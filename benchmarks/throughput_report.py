@@ -29,7 +29,7 @@ import torch  # noqa: E402
 from benchmarks.gemm_peak import SHAPES, measure  # noqa: E402
 from evaluation.plots import pyplot, save_figure  # noqa: E402
 from evaluation.reports import write_json_atomic, write_text_atomic  # noqa: E402
-from xlmr.precision import matmul_gflops  # noqa: E402
+from runtime.precision import matmul_gflops  # noqa: E402
 
 # Dense tensor-core TFLOP/s from the vendors' datasheets (fp32: without TF32).
 DATASHEET_TFLOPS = {

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import torch
 
-from xlmr.quantize import ready_for_inference
+from runtime.inference import ready_for_inference
 
 FP32_INFERENCE_ONLY = ("ours-int8", "ort-fp32", "ort-int8")
 BASE_IMPLS = ("ours", "hf-sdpa", "hf-eager")
@@ -41,7 +41,7 @@ def onnx_sessions(ours, folder: Path, impls) -> dict:
     import onnxruntime as ort
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
-    from xlmr.onnx_export import export_onnx
+    from runtime.onnx_export import export_onnx
 
     fp32 = export_onnx(ours.eval(), folder)
     files = {"ort-fp32": fp32}

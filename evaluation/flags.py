@@ -5,11 +5,11 @@ from __future__ import annotations
 import torch
 
 from loaders.panx import SWISS_LANGS
-from xlmr.compile import COMPILE_CHOICES
+from runtime.compile import COMPILE_CHOICES
+from runtime.precision import AMP_CHOICES
+from runtime.quantize import QUANTIZE_CHOICES
 from xlmr.decoding import DECODINGS
 from xlmr.tagger import AGGREGATIONS
-from xlmr.precision import AMP_CHOICES
-from xlmr.quantize import QUANTIZE_CHOICES
 from xlmr.tokenizer import UNSPACED
 
 

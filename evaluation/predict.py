@@ -15,10 +15,10 @@ from tqdm.auto import tqdm
 from loaders.align import IGNORE
 from loaders.batching import sorted_batches
 from loaders.collate import PaddingCollator
-from xlmr.compile import bucket_multiple
+from runtime.compile import bucket_multiple
+from runtime.precision import autocast_for
 from xlmr import alignment
 from xlmr.decoding import inside_ids
-from xlmr.precision import autocast_for
 
 from .scoring import entity_scores, tag_names
 

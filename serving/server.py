@@ -8,7 +8,7 @@ from pathlib import Path
 import torch
 
 from xlmr.decoding import DECODINGS
-from xlmr.quantize import ready_for_inference
+from runtime.inference import ready_for_inference
 from xlmr.tagger import AGGREGATIONS, Tagger
 from xlmr.tokenizer import XLMRTokenizer
 from xlmr.weights import load_model

@@ -10,7 +10,7 @@ import torch
 
 from loaders.collate import PaddingCollator
 from tests.tiny import TAGS, ragged_batch
-from xlmr.compile import BUCKET, bucket_multiple, choose, compile_layers, is_compiled
+from runtime.compile import BUCKET, bucket_multiple, choose, compile_layers, is_compiled
 from xlmr.config import XLMRConfig
 from xlmr.model import XLMRForTokenClassification
 

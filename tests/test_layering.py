@@ -1,8 +1,9 @@
 """The import layering a reader can draw, checked on the source: no file imports a layer above its
-own, no two files import each other (even lazily, inside a function), and the package never
-imports `transformers`.
+own, no two files import each other (even lazily, inside a function), the package never
+imports `transformers`, and the model knows nothing of how it is run: `runtime` applies
+precision, int8, torch.compile and ONNX to a loaded model from outside.
 
-    xlmr  <-  loaders  <-  evaluation  <-  training  <-  experiments  <-  train_loop.py, eval.py  <-  benchmarks
+    xlmr  <-  runtime  <-  loaders  <-  evaluation, serving  <-  training  <-  experiments  <-  train_loop.py, eval.py  <-  benchmarks
 """
 from __future__ import annotations
 
@@ -12,8 +13,10 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-LAYERS = {"xlmr": 0, "loaders": 1, "evaluation": 2, "serving": 2, "training": 3, "experiments": 4, "train_loop": 5, "eval": 5,
-          "benchmarks": 6}
+LAYERS = {"xlmr": 0, "runtime": 1, "loaders": 2, "evaluation": 3, "serving": 3, "training": 4, "experiments": 5,
+          "train_loop": 6, "eval": 6, "benchmarks": 7}
+# What the model file must not import, by module name: how it is run is the runtime's business.
+RUNTIME_WORDS = ("precision", "quantiz", "compile", "onnx", "amp")
 MAX_FILE_LINES, MAX_FUNCTION_LINES = 300, 60
 
 
@@ -91,7 +94,7 @@ def test_the_checker_finds_what_it_looks_for():
     # A lower layer importing a higher one, and a two-file cycle inside one layer.
     graph = {"xlmr.model": {"evaluation.predict"}, "evaluation.predict": set(),
              "training.a": {"training.b"}, "training.b": {"training.a"}}
-    assert layer_violations(graph) == ["xlmr.model (layer 0) imports evaluation.predict (layer 2)"]
+    assert layer_violations(graph) == ["xlmr.model (layer 0) imports evaluation.predict (layer 3)"]
     assert cycles(graph) == [["training.a", "training.b", "training.a"]]
     # A lazy import inside a function counts, and relative imports resolve within the package.
     src = "from .scoring import f1_table\ndef f():\n    from training.loop import train\n"
@@ -103,6 +106,18 @@ def test_no_layer_imports_a_higher_one():
     graph = import_graph(project_files())
     assert len(graph) > 20  # the walk found the project
     assert layer_violations(graph) == []
+
+
+def test_the_model_knows_nothing_of_its_runtime():
+    """xlmr imports nothing of runtime (which rewrites a built model from outside), and
+    xlmr/model.py imports nothing about precision, int8, compilation or export, ours or not."""
+    files = project_files()
+    graph = import_graph(files)
+    assert {t for m, targets in graph.items() if m.split(".")[0] == "xlmr" for t in targets
+            if t.split(".")[0] == "runtime"} == set()
+    imported = imports_of("xlmr.model", files["xlmr.model"].read_text(encoding="utf-8"), False, set(files))
+    assert [m for m in imported if any(word in m.lower() for word in RUNTIME_WORDS)] == []
+    assert "runtime" in {m.split(".")[0] for m in graph}  # the runtime package is walked at all
 
 
 def test_no_import_cycles():

@@ -1,4 +1,4 @@
-"""`python -m xlmr.convert RUN DIR --to-onnx` run in ONNX Runtime: logits within 1e-4 of ours at
+"""`python -m runtime.onnx_export RUN DIR` run in ONNX Runtime: logits within 1e-4 of ours at
 three batch/length shapes (with padding), and the labels and tokenizer beside the model."""
 from __future__ import annotations
 
@@ -20,7 +20,7 @@ def test_onnx_export_runs_in_onnx_runtime(spm_path, tmp_path):
     import onnxruntime as ort  # in the test extra, as are onnx and onnxscript for the exporter
 
     run = tiny_checkpoint(tmp_path / "run", spm_path, dropout=0.0)
-    r = subprocess.run([sys.executable, "-m", "xlmr.convert", str(run), str(tmp_path / "onnx"), "--to-onnx"],
+    r = subprocess.run([sys.executable, "-m", "runtime.onnx_export", str(run), str(tmp_path / "onnx")],
                        cwd=ROOT, capture_output=True, text=True)
     assert r.returncode == 0, r.stderr
     ours = load_model(run).eval()

@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from tests.tiny import TAGS
-from xlmr import precision
+from runtime import precision
 
 
 @pytest.fixture(autouse=True)

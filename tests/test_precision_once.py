@@ -11,8 +11,12 @@ import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
 
+from runtime import precision
+from runtime.precision import SHORT_ATTENTION, apply_precision
+from tests.tiny import TAGS
 from training import TrainConfig, loop, prepare
-from xlmr import precision
+from xlmr.config import XLMRConfig
+from xlmr.model import SelfAttention, XLMRForTokenClassification
 
 from tests.test_train import run_args, small_panx, tiny  # noqa: F401 (fixtures)
 import train_loop
@@ -31,7 +35,7 @@ class FlippingProbe:
 
 def test_a_resumed_run_keeps_the_first_precision(tiny, small_panx, tmp_path, monkeypatch):  # noqa: F811
     probe = FlippingProbe()
-    monkeypatch.setattr(prepare, "choose", probe)
+    monkeypatch.setattr(precision, "choose", probe)
     out = tmp_path / "run"
     first = train_loop.config_from(train_loop.build_parser().parse_args(
         run_args(tiny, small_panx, out, "--epochs", "1", "--keep-last", "--num-samples", "32")))
@@ -47,28 +51,36 @@ def test_a_resumed_run_keeps_the_first_precision(tiny, small_panx, tmp_path, mon
     assert "decided when the run started" in results["config"]["amp_reason"]
 
 
+def attention_paths(decision) -> set[int]:
+    """The attention path a decision sets on a freshly built tiny model."""
+    config = XLMRConfig(id2label=dict(enumerate(TAGS)), vocab_size=50, hidden_size=8, num_hidden_layers=2,
+                        num_attention_heads=2, intermediate_size=16)
+    model = apply_precision(XLMRForTokenClassification(config), decision)
+    return {m.matmul_attention_up_to for m in model.modules() if isinstance(m, SelfAttention)}
+
+
 def test_a_recorded_attention_path_is_reused(tmp_path, monkeypatch):
+    recorded = {"amp": "bf16", "reason": "bf16: probed", "attention_by_matmul": True}
     (tmp_path / "last").mkdir()
-    (tmp_path / "last" / "state.json").write_text(json.dumps(
-        {"precision": {"amp": "bf16", "reason": "bf16: probed", "attention_by_matmul": True}}))
-    monkeypatch.setattr(prepare, "choose", lambda *a: pytest.fail("a resumed run must not probe"))
-    monkeypatch.setattr(precision, "_attention_by_matmul", False)
+    (tmp_path / "last" / "state.json").write_text(json.dumps({"precision": recorded}))
+    monkeypatch.setattr(precision, "choose", lambda *a: pytest.fail("a resumed run must not probe"))
+    monkeypatch.setattr(precision, "cpu_bf16_attention_by_matmul", lambda: pytest.fail("nor time attention"))
     decision = prepare.decide_precision(TrainConfig(resume=str(tmp_path)), torch.device("cpu"), 1)
-    assert decision["amp"] == "bf16" and precision.cpu_bf16_attention_by_matmul() is True
-    precision.use_cpu_bf16_attention_by_matmul(None)
+    assert decision.dtype == torch.bfloat16 and decision.record() == recorded  # recorded again as it was
+    assert "decided when the run started" in decision.why
+    assert attention_paths(decision) == {SHORT_ATTENTION}
 
 
 def _rank(rank: int, port: int, out: str) -> None:
     os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
     dist.init_process_group("gloo", rank=rank, world_size=2)
     # Each rank's own probe would answer differently; rank 1's also picks the other attention path.
-    prepare.choose = lambda name, device: ((torch.bfloat16, f"bf16: rank {rank}'s probe") if rank == 0
-                                          else (None, f"fp32: rank {rank}'s probe"))
-    precision._attention_by_matmul = None
-    precision._measure_attention = lambda: rank == 0
+    precision.choose = lambda name, device: ((torch.bfloat16, f"bf16: rank {rank}'s probe") if rank == 0
+                                             else (None, f"fp32: rank {rank}'s probe"))
+    precision.cpu_bf16_attention_by_matmul = lambda: rank == 0
     decision = prepare.decide_precision(TrainConfig(), torch.device("cpu"), 2)
     with open(f"{out}/rank{rank}.json", "w") as f:
-        json.dump({**decision, "attention_now": precision.cpu_bf16_attention_by_matmul()}, f)
+        json.dump({**decision.record(), "attention_now": sorted(attention_paths(decision))}, f)
     dist.destroy_process_group()
 
 
@@ -80,4 +92,4 @@ def test_every_ddp_rank_takes_rank_zeros_decision(tmp_path):
     decisions = [json.loads((tmp_path / f"rank{r}.json").read_text()) for r in (0, 1)]
     assert decisions[0] == decisions[1]
     assert decisions[1]["amp"] == "bf16" and decisions[1]["reason"] == "bf16: rank 0's probe"
-    assert decisions[1]["attention_now"] is True  # rank 1 set rank 0's attention path, not its own
+    assert decisions[1]["attention_now"] == [SHORT_ATTENTION]  # rank 1 set rank 0's attention path, not its own

@@ -8,7 +8,7 @@ import copy
 import torch
 
 from tests.test_serving import SENTENCES, confident_checkpoint
-from xlmr.quantize import ready_for_inference
+from runtime.inference import ready_for_inference
 from xlmr.tagger import Tagger
 from xlmr.tokenizer import XLMRTokenizer
 from xlmr.weights import load_model
@@ -42,7 +42,7 @@ def test_int8_encoder_close_to_fp32(spm_path, tmp_path):
 def test_an_outlier_channel_is_kept_out_of_int8():
     """One input channel 100x the others: plain per-matrix int8 loses the small channels; the
     outlier split multiplies that channel in fp32 and keeps the error at int8's usual size."""
-    from xlmr.quantize import OutlierSplitInt8Linear, SmoothedInt8Linear, _int8
+    from runtime.quantize import OutlierSplitInt8Linear, SmoothedInt8Linear, _int8
 
     g = torch.Generator().manual_seed(0)
     linear = torch.nn.Linear(512, 32)  # wide, as the FFN's 1536 inputs: one outlier is above the 99th percentile

@@ -1,16 +1,14 @@
 """Tagging raw text: span merging, aggregation, windowing and character offsets.
 
-The pipeline tests use a stub model whose scores depend only on the token id, so every expected
-tag can be worked out by hand from the sub-words."""
+The pipeline tests use a real tiny model whose weights make its scores depend only on the token
+id (tests.tiny.lookup_model), so every expected tag can be worked out by hand from the sub-words."""
 from __future__ import annotations
-
-from types import SimpleNamespace
 
 import pytest
 import torch
 
 from loaders.panx import TAGS
-from xlmr.model import XLMRForTokenClassification
+from tests.tiny import lookup_model
 from xlmr.entities import entities_from_tags
 from xlmr.tagger import Tagger, aggregate, plan_windows, window_owner
 from xlmr.words import split_words
@@ -96,28 +94,13 @@ def test_window_owner_prefers_the_middle():
     assert window_owner([(0, 3), (1, 5)], 5) == [0, 0, 1, 1, 1]
 
 
-# -- the whole pipeline with a stub model ------------------------------------------------------
+# -- the whole pipeline with a model that scores tokens by id ---------------------------------
 
-class StubModel(torch.nn.Module):
-    """Scores each token by its id alone: ids in `tag_of` get that tag, others O. Records the
-    longest input it was given. The decoding is the real head's."""
-    decode = XLMRForTokenClassification.decode
-
-    def __init__(self, tag_of: dict[int, int], max_positions: int = 514):
-        super().__init__()
-        self.tag_of = tag_of
-        self.config = SimpleNamespace(max_position_embeddings=max_positions, position_offset=2,
-                                      id2label=dict(enumerate(TAGS)))
-        self.longest = 0
-        self.dummy = torch.nn.Parameter(torch.zeros(()))
-
-    def forward(self, input_ids, attention_mask):
-        self.longest = max(self.longest, input_ids.shape[1])
-        logits = torch.zeros(*input_ids.shape, len(TAGS))
-        logits[..., 0] = 1.0
-        for token, tag in self.tag_of.items():
-            logits[input_ids == token] = torch.nn.functional.one_hot(torch.tensor(tag), len(TAGS)).float() * 5
-        return logits, None
+def longest_input(model) -> list[int]:
+    """[the longest input length the model has been given so far], kept up to date by a hook."""
+    longest = [0]
+    model.register_forward_pre_hook(lambda module, args: longest.__setitem__(0, max(longest[0], args[0].shape[1])))
+    return longest
 
 
 def ids_of(tokenizer, word):
@@ -132,7 +115,7 @@ def test_tags_and_offsets_end_to_end(tokenizer):
         tag_of[pieces[0]] = first
         for p in pieces[1:]:
             tag_of[p] = rest
-    tagged = Tagger(StubModel(tag_of), tokenizer)(text)
+    tagged = Tagger(lookup_model(tag_of), tokenizer)(text)
     assert [(e.type, e.text) for e in tagged.entities] == [("PER", "Jeff  Dean"), ("ORG", "Google"),
                                                            ("LOC", "Kalifornien")]
     for e in tagged.entities:
@@ -145,7 +128,7 @@ def test_aggregation_in_the_pipeline(tokenizer):
     # "Donaudampfschifffahrt" is several sub-words; give the first O, the others B-LOC (surely).
     pieces = ids_of(tokenizer, "Donaudampfschifffahrt")
     assert len(pieces) >= 3
-    model = StubModel({p: 5 for p in pieces[1:]})
+    model = lookup_model({p: 5 for p in pieces[1:]})
     tagger = Tagger(model, tokenizer)
     assert tagger("Donaudampfschifffahrt", "first").word_tags == ["O"]
     assert tagger("Donaudampfschifffahrt", "max").word_tags == ["B-LOC"]
@@ -156,10 +139,11 @@ def test_long_text_in_windows_tags_every_word(tokenizer):
     words = [f"Wort{i % 97}" if i % 10 else "Berlin" for i in range(2000)]
     text = " ".join(words)
     berlin = ids_of(tokenizer, "Berlin")
-    model = StubModel({berlin[0]: 5}, max_positions=66)  # windows of 64 tokens
+    model = lookup_model({berlin[0]: 5}, max_positions=66)  # windows of 64 tokens
+    longest = longest_input(model)
     tagged_many = Tagger(model, tokenizer, batch_size=32)([text, "Berlin"])
     tagged = tagged_many[0]
-    assert model.longest <= 64
+    assert 0 < longest[0] <= 64
     assert len(tagged.word_tags) == len(tagged.words) == 2000
     assert [text[a:b] for a, b in tagged.words] == words
     expected = ["B-LOC" if w == "Berlin" else "O" for w in words]
@@ -170,32 +154,31 @@ def test_long_text_in_windows_tags_every_word(tokenizer):
     assert tagged_many[1].word_tags == ["B-LOC"]
 
 
-class EdgeShyStub(StubModel):
-    """Tags a token of `tag_of` only where it has context: at least `margin` tokens from both
-    edges of its window; near an edge it says O. So a word tagged from the wrong window (where
-    it sits at the edge) comes out O."""
-
-    def __init__(self, tag_of, max_positions, margin):
-        super().__init__(tag_of, max_positions)
-        self.margin = margin
-
-    def forward(self, input_ids, attention_mask):
-        logits, _ = super().forward(input_ids, attention_mask)
+def edge_shy(model, margin: int):
+    """The model made to tag a token only where it has context: at least `margin` tokens from
+    both edges of its window; near an edge it says O (a hook on its output). So a word tagged
+    from the wrong window (where it sits at the edge) comes out O."""
+    def hook(module, args, output):
+        (input_ids, attention_mask), (logits, loss) = args, output
         lengths = attention_mask.sum(1)  # (B,) with <s> and </s>
         position = torch.arange(input_ids.shape[1])[None, :]  # (1, T)
-        near_edge = (position - 1 < self.margin) | (lengths[:, None] - 2 - position < self.margin)  # (B, T)
+        near_edge = (position - 1 < margin) | (lengths[:, None] - 2 - position < margin)  # (B, T)
+        logits = logits.clone()
         logits[near_edge] = torch.nn.functional.one_hot(torch.tensor(0), len(TAGS)).float() * 5
-        return logits, None
+        return logits, loss
+
+    model.register_forward_hook(hook)
+    return model
 
 
 def test_each_word_is_tagged_from_the_window_where_it_has_most_context(tokenizer):
     words = [f"Wort{i % 97}" if i % 10 else "Berlin" for i in range(600)]
     text = " ".join(words)
     berlin = ids_of(tokenizer, "Berlin")
-    model = EdgeShyStub({berlin[0]: 5}, max_positions=66, margin=4)  # windows of 64 tokens, ~15 shared
+    model = edge_shy(lookup_model({berlin[0]: 5}, max_positions=66), margin=4)  # windows of 64 tokens, ~15 shared
     tagged = Tagger(model, tokenizer)(text)
     assert len(tagged.word_tags) == 600
-    # Word 0 is at the start of the only window that holds it: the stub says O there.
+    # Word 0 is at the start of the only window that holds it: the model says O there.
     assert tagged.word_tags[0] == "O"
     # Every other Berlin sits well inside some window, and that window decides its tag.
     inner = [tag for i, (w, tag) in enumerate(zip(words, tagged.word_tags)) if w == "Berlin" and 5 < i < 595]
@@ -203,7 +186,7 @@ def test_each_word_is_tagged_from_the_window_where_it_has_most_context(tokenizer
 
 
 def test_empty_and_blank_text(tokenizer):
-    tagger = Tagger(StubModel({}), tokenizer)
+    tagger = Tagger(lookup_model({}), tokenizer)
     for text in ("", "   \n\t "):
         r = tagger(text)
         assert r.words == [] and r.entities == [] and r.tokens == []
@@ -211,4 +194,4 @@ def test_empty_and_blank_text(tokenizer):
 
 def test_bad_window_settings(tokenizer):
     with pytest.raises(ValueError, match="stride"):
-        Tagger(StubModel({}), tokenizer, max_length=10, stride=8)
+        Tagger(lookup_model({}), tokenizer, max_length=10, stride=8)

@@ -9,7 +9,7 @@ from loaders.panx import TAGS
 from xlmr.tagger import Tagger
 from xlmr.tokenizer import RUN_PIECE_CHARS
 
-from tests.test_tagger import StubModel
+from tests.tiny import lookup_model
 
 O, B_ORG, I_ORG, B_LOC = (TAGS.index(t) for t in ("O", "B-ORG", "I-ORG", "B-LOC"))
 
@@ -71,7 +71,7 @@ def test_tagger_finds_entities_inside_pieces(tokenizer, decode):
     tag_of = {ids_of_piece(tokenizer, p): B_LOC for p in ("北京", "上海", "東京")}
     tag_of[ids_of_piece(tokenizer, "ソ")] = B_ORG
     tag_of[ids_of_piece(tokenizer, "ニー")] = I_ORG
-    tagger = Tagger(StubModel(tag_of), tokenizer)
+    tagger = Tagger(lookup_model(tag_of), tokenizer)
     zh = "我在北京大学工作，住在上海。"
     assert [(e.type, e.text, e.start) for e in tagger(zh, decode=decode).entities] == [
         ("LOC", "北京", 2), ("LOC", "上海", 11)]
@@ -79,5 +79,5 @@ def test_tagger_finds_entities_inside_pieces(tokenizer, decode):
     # ソ carries its own label (SentencePiece's lone '▁' before it is left out).
     assert [(e.type, e.text) for e in tagger(ja, decode=decode).entities] == [("ORG", "ソニー"), ("LOC", "東京")]
     # Each character alone (the book's way) gives the model no piece 北京 to see.
-    alone = Tagger(StubModel(tag_of), tokenizer, unspaced="words")
+    alone = Tagger(lookup_model(tag_of), tokenizer, unspaced="words")
     assert alone(zh, decode=decode).entities == []

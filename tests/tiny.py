@@ -1,5 +1,5 @@
-"""Tiny random models in the reference library, saved as Hugging Face folders, and small slices
-of the real PAN-X files."""
+"""Tiny random models in the reference library, saved as Hugging Face folders, tiny models of ours
+whose weights are set by hand, and small slices of the real PAN-X files."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -83,3 +83,39 @@ def hf_first_subword_tags(hf, tok, words: list[str]) -> list[str]:
         if w is not None and w not in first:
             first[w] = best[position]
     return [hf.config.id2label[first[w]] for w in range(len(words))]
+
+
+def lookup_model(tag_of: dict[int, int], max_positions: int = 514, vocab_size: int = 250002,
+                 untagged: float = 1.0):
+    """A real XLMRForTokenClassification (no encoder layers) that scores each token by its id
+    alone: an id in `tag_of` gets logit 5 for its tag and 0 for the others; any other id gets
+    `untagged` for O and 0 for the others. Its config, loss and decoding are the real ones.
+
+    Word embedding row i is the one-hot of i's tag (an extra dimension for "no tag"); the
+    embedding LayerNorm turns one-hot e_j into s (e_j - 1/H), so a classifier with columns
+    target_j / s and bias mean_j(target_j) returns target_j exactly."""
+    from xlmr.config import XLMRConfig
+    from xlmr.model import XLMRForTokenClassification
+
+    C = len(TAGS)
+    H = C + 1  # one dimension per tag, and one for tokens without a tag
+    config = XLMRConfig(id2label=dict(enumerate(TAGS)), vocab_size=vocab_size, hidden_size=H, num_hidden_layers=0,
+                        num_attention_heads=1, intermediate_size=1, max_position_embeddings=max_positions,
+                        hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0)
+    model = XLMRForTokenClassification(config).eval()
+    targets = torch.zeros(H, C)  # (one-hot j, the logits it must give)
+    targets[:C] = 5.0 * torch.eye(C)
+    targets[C, 0] = untagged
+    emb = model.encoder.embeddings
+    with torch.no_grad():
+        emb.position.weight.zero_()
+        emb.token_type.weight.zero_()
+        emb.word.weight.zero_()
+        emb.word.weight[:, C] = 1.0
+        for token, tag in tag_of.items():
+            emb.word.weight[token] = torch.nn.functional.one_hot(torch.tensor(tag), H).float()
+        normed = emb.norm(torch.eye(H))  # (H, H): row j is s (e_j - 1/H)
+        scale = normed[0, 0] - normed[0, 1]  # s
+        model.classifier.weight.copy_(targets.t() / scale)  # (C, H)
+        model.classifier.bias.copy_(targets.mean(0))
+    return model

@@ -8,9 +8,9 @@ from __future__ import annotations
 
 from dataclasses import MISSING, dataclass, field, fields
 
-from xlmr.compile import COMPILE_CHOICES
+from runtime.compile import COMPILE_CHOICES
 from xlmr.decoding import DECODINGS, OPENINGS
-from xlmr.precision import AMP_CHOICES
+from runtime.precision import AMP_CHOICES
 from xlmr.tokenizer import UNSPACED
 
 DEFAULT_MODEL = "xlm-roberta-base"

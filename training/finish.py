@@ -11,7 +11,7 @@ import torch.distributed as dist
 from evaluation.predict import evaluate
 from evaluation.reports import write_json_atomic
 from evaluation.scoring import f1_table
-from xlmr.precision import cpu_capability
+from runtime.precision import cpu_capability
 from xlmr.weights import load_model, save_model
 
 from .throughput import throughput

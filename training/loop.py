@@ -29,11 +29,11 @@ from tqdm.auto import tqdm
 from evaluation.predict import evaluate
 from loaders.align import IGNORE
 from loaders.collate import PaddingCollator
-from xlmr.compile import bucket_multiple, compile_if_chosen
+from runtime.compile import bucket_multiple, compile_if_chosen
 from .averaging import WeightAverage
 from .embedding_grad import RowSparseGrad
 from .finish import finish, fit_transitions, keep_average, kept_model, test_best
-from xlmr.precision import autocast_for, dtype_named
+from runtime.precision import apply_precision, autocast_for
 from xlmr.tokenizer import XLMRTokenizer
 from xlmr.weights import load_model, save_model, tokenizer_file_in
 
@@ -126,7 +126,8 @@ def setup(cfg: TrainConfig) -> Run:
         model.add_crf()
     model.to(device)
     precision = decide_precision(cfg, device, world)
-    amp_dtype, amp_reason = dtype_named(precision["amp"]), precision["reason"]
+    apply_precision(model, precision)
+    amp_dtype, amp_reason = precision.dtype, precision.why
     _, compile_reason = compile_if_chosen(model, cfg.compile, device)
     if cfg.freeze_embeddings:
         # The pretrained word vectors stay as they are; see TrainConfig.freeze_embeddings.
@@ -140,7 +141,7 @@ def setup(cfg: TrainConfig) -> Run:
               train_set, val_set, test_sets, amp_dtype, amp_reason, compile_reason,
               torch.amp.GradScaler(device.type) if amp_dtype == torch.float16 else None,
               optimizer, linear_schedule(optimizer, int(cfg.warmup_ratio * total_steps), total_steps),
-              word_grad, lengths, total_steps, None, TrainState(precision=precision),
+              word_grad, lengths, total_steps, None, TrainState(precision=precision.record()),
               WeightAverage() if cfg.checkpoint == "average" else None)
     if cfg.resume:
         saved = load_state(resumable_state(Path(cfg.resume)), model, optimizer, run.scheduler, run.scaler)

@@ -15,7 +15,7 @@ from loaders.align import encode_ner
 from loaders.conll import NerDataError
 from loaders.data import ner_data
 from xlmr.convert import convert
-from xlmr.precision import DTYPE_NAMES, choose, cpu_bf16_attention_by_matmul, use_cpu_bf16_attention_by_matmul
+from runtime.precision import Precision, decide
 from xlmr.weights import checkpoint_config, is_ours, resolve_folder
 
 from .config import RunError, TrainConfig
@@ -108,23 +108,16 @@ def load_data(cfg: TrainConfig, tokenizer):
     return train, validation, tests, labels
 
 
-def decide_precision(cfg: TrainConfig, device: torch.device, world: int) -> dict:
-    """The run's precision, decided once: {"amp": "bf16"|"fp16"|"fp32", "reason": ...,
-    "attention_by_matmul": the CPU bf16 attention path or None}. `--amp auto` times matrix
-    products on CPUs, and a busy machine can time them differently from one call to the next,
-    so a resumed run reuses the decision its state recorded, and under DDP rank 0 decides and
-    every rank takes its decision. The attention path is fixed for this process here."""
+def decide_precision(cfg: TrainConfig, device: torch.device, world: int) -> Precision:
+    """The run's precision, decided once (runtime.precision.decide) and recorded in its state.
+    `--amp auto` times matrix products on CPUs, and a busy machine can time them differently
+    from one call to the next, so a resumed run takes the decision its state recorded, and under
+    DDP rank 0 decides and every rank takes its decision."""
     saved = resumable_state(Path(cfg.resume)) if cfg.resume else None
-    decision = json.loads((saved / "state.json").read_text()).get("precision") if saved else None
-    if decision is None and (world == 1 or dist.get_rank() == 0):
-        dtype, reason = choose(cfg.amp, device)
-        by_matmul = cpu_bf16_attention_by_matmul() if device.type == "cpu" and dtype == torch.bfloat16 else None
-        decision = {"amp": DTYPE_NAMES[dtype], "reason": reason, "attention_by_matmul": by_matmul}
-    elif decision is not None:
-        decision = {**decision, "reason": f"{decision['reason']} (decided when the run started)"}
+    recorded = json.loads((saved / "state.json").read_text()).get("precision") if saved else None
+    decision = decide(cfg.amp, device, recorded) if world == 1 or dist.get_rank() == 0 else None
     if world > 1:
         shared = [decision]
         dist.broadcast_object_list(shared, src=0)
         decision = shared[0]
-    use_cpu_bf16_attention_by_matmul(decision["attention_by_matmul"])
     return decision

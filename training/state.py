@@ -31,7 +31,7 @@ class TrainState:
     tokens: int = 0  # real tokens seen
     padded_tokens: int = 0  # positions computed, padding included
     samples: int = 0
-    # The precision decided when the run started (training.prepare.decide_precision), kept for
+    # The precision decided when the run started (runtime.precision.Precision.record()), kept for
     # --resume: {"amp": "bf16" | "fp16" | "fp32", "reason": ..., "attention_by_matmul": ...}.
     precision: dict | None = None
     # --checkpoint average: how many epochs the kept weights average, and their validation.

@@ -14,7 +14,6 @@ import torch.nn.functional as F
 from .config import XLMRConfig
 from .crf import LinearChainCRF, labelled_positions
 from .decoding import IGNORE_INDEX, TagDecoder, TransitionPrior
-from .precision import SHORT_ATTENTION, cpu_bf16_attention_by_matmul
 
 
 ACTIVATIONS = {
@@ -88,34 +87,57 @@ class Embeddings(nn.Module):
         return self.dropout(self.norm(x))
 
 
+class QKVProjection(nn.Linear):
+    """The fused (3H, H) Q, K, V projection of self-attention; its call returns Q, K and V, each
+    shaped like x ((B, T, H) or (N, H)). A module that replaces it (int8, in the runtime package)
+    returns the same three.
+
+    Training and low-precision inference take one product of width 3H. fp32 inference on a
+    CPU takes three products of width H on row slices (views) of the same weight, the
+    products transformers runs: there both implementations are bound by fp32 matrix products
+    at the library's peak, and the library measured the fused product 5% faster to 6% slower
+    than the three, by shape (AMD EPYC with AVX-512, H 384 to 1024, 256 to 4096 tokens).
+    Running the reference's products leaves no shape where ours loses on them.
+    """
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        H = self.out_features // 3
+        w, b = self.weight, self.bias
+        if (x.device.type == "cpu" and w.dtype == torch.float32 and not torch.is_grad_enabled()
+                and not torch.is_autocast_enabled("cpu")):
+            return tuple(F.linear(x, w_i, b_i) for w_i, b_i in zip(w.split(H), b.split(H)))
+        return super().forward(x).split(H, dim=-1)
+
+
 class SelfAttention(nn.Module):
-    """Multi-head self-attention with one fused QKV projection (see project_qkv).
+    """Multi-head self-attention with one fused QKV projection (QKVProjection).
 
     `manual=True` spells the attention out (softmax(QK^T / sqrt(hs)) V) for study; the default
-    calls PyTorch's fused scaled_dot_product_attention, which computes the same thing, except on
-    CPUs where bf16 attention over short sequences measures faster spelled out (see
-    xlmr.precision.cpu_bf16_attention_by_matmul).
+    calls PyTorch's fused scaled_dot_product_attention, which computes the same thing, except
+    over sequences of up to `matmul_attention_up_to` tokens, which are spelled out too: some CPUs
+    run bf16 attention faster so. It is 0 (never) unless the runtime's precision step sets it
+    from its probe (runtime/precision.py).
     """
 
     def __init__(self, config: XLMRConfig, manual: bool = False):
         super().__init__()
         self.nh, self.hs = config.num_attention_heads, config.head_dim
-        self.qkv = nn.Linear(config.hidden_size, 3 * config.hidden_size)
+        self.qkv = QKVProjection(config.hidden_size, 3 * config.hidden_size)
         self.proj = nn.Linear(config.hidden_size, config.hidden_size)
         self.attn_dropout = config.attention_probs_dropout_prob
         self.manual = manual
+        self.matmul_attention_up_to = 0  # tokens; a plain int, so torch.compile reads a constant
 
     def forward(self, x: torch.Tensor, key_mask: torch.Tensor | None, real: RealTokens | None = None) -> torch.Tensor:
         # x: (B, T, H), or (N, H) when `real` says where those N tokens sit in (B, T);
         # key_mask: (B, 1, 1, T) bool, True where a key may be attended to, or None when every key may be
-        q, k, v = self.project_qkv(x)  # 3 x (B, T, H) or 3 x (N, H)
+        q, k, v = self.qkv(x)  # 3 x (B, T, H) or 3 x (N, H)
         if real is not None:
             q, k, v = real.pad(q), real.pad(k), real.pad(v)  # 3 x (B, T, H)
         B, T, H = q.shape
         q, k, v = (t.view(B, T, self.nh, self.hs).transpose(1, 2) for t in (q, k, v))  # (B, nh, T, hs)
         p = self.attn_dropout if self.training else 0.0
-        if self.manual or (q.dtype == torch.bfloat16 and q.device.type == "cpu" and T <= SHORT_ATTENTION
-                           and cpu_bf16_attention_by_matmul()):
+        if self.manual or T <= self.matmul_attention_up_to:
             scores = (q @ k.transpose(-2, -1)) / math.sqrt(self.hs)  # (B, nh, T, T)
             if key_mask is not None:
                 scores = scores.masked_fill(~key_mask, torch.finfo(scores.dtype).min)
@@ -125,25 +147,6 @@ class SelfAttention(nn.Module):
             y = F.scaled_dot_product_attention(q, k, v, attn_mask=key_mask, dropout_p=p)
         y = y.transpose(1, 2).reshape(B, T, H)  # re-assemble the heads side by side
         return self.proj(y if real is None else real.unpad(y))  # (B, T, H) or (N, H)
-
-    def project_qkv(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """Q, K and V, each shaped like x ((B, T, H) or (N, H)), from one fused (3H, H) weight.
-
-        Training and low-precision inference take one product of width 3H. fp32 inference on a
-        CPU takes three products of width H on row slices (views) of the same weight, the
-        products transformers runs: there both implementations are bound by fp32 matrix products
-        at the library's peak, and the library measured the fused product 5% faster to 6% slower
-        than the three, by shape (AMD EPYC with AVX-512, H 384 to 1024, 256 to 4096 tokens).
-        Running the reference's products leaves no shape where ours loses on them.
-        """
-        H = x.shape[-1]
-        if not isinstance(self.qkv, nn.Linear):  # int8 (xlmr/quantize.py): one product, packed weight
-            return self.qkv(x).split(H, dim=-1)
-        w, b = self.qkv.weight, self.qkv.bias
-        if (x.device.type == "cpu" and w.dtype == torch.float32 and not torch.is_grad_enabled()
-                and not torch.is_autocast_enabled("cpu")):
-            return tuple(F.linear(x, w_i, b_i) for w_i, b_i in zip(w.split(H), b.split(H)))
-        return self.qkv(x).split(H, dim=-1)
 
 
 class FeedForward(nn.Module):
@@ -224,6 +227,7 @@ class XLMRForTokenClassification(nn.Module):
         self.dropout = nn.Dropout(config.head_dropout)
         self.classifier = nn.Linear(config.hidden_size, config.num_labels)
         self.crf = LinearChainCRF(config.num_labels) if config.head == "crf" else None
+        self._decoder, self._prior_source = None, None  # decode's TagDecoder and the prior it was built from
         self.apply(self._init_weights)
 
     def _init_weights(self, module: nn.Module) -> None:
@@ -263,9 +267,8 @@ class XLMRForTokenClassification(nn.Module):
         "sum" and "mean" are its negative log-likelihood summed over the sentences (and divided
         by the labelled tokens); "none" stays the per-token cross-entropy of the logits, which
         `eval.py errors` ranks words by (a CRF has no loss per token)."""
-        crf = getattr(self, "crf", None)  # stand-in models may lack it
-        if crf is not None and reduction != "none":
-            nll = crf.nll(*labelled_positions(logits.float(), labels)).sum()
+        if self.crf is not None and reduction != "none":
+            nll = self.crf.nll(*labelled_positions(logits.float(), labels)).sum()
             return nll if reduction == "sum" else nll / (labels != IGNORE_INDEX).sum().clamp(min=1)
         return cross_entropy(logits, labels, reduction)
 
@@ -277,18 +280,16 @@ class XLMRForTokenClassification(nn.Module):
         per-word argmax (xlmr/decoding.py). `glued` marks the words whose piece has no '▁'
         (Encoding.word_glued)."""
         labels = [self.config.id2label[i] for i in range(len(self.config.id2label))]
-        crf = getattr(self, "crf", None)  # stand-in models may lack it
-        if prior is None and crf is not None:
-            prior = crf.prior()  # the learnt scores, as they are now (they move during training)
+        if prior is None and self.crf is not None:
+            prior = self.crf.prior()  # the learnt scores, as they are now (they move during training)
         if prior is not None:
             decoder = TagDecoder(labels, prior)
         else:
-            source = getattr(self.config, "tag_transitions", None)  # stand-in configs may lack it
+            source = self.config.tag_transitions
             # Built once per label list and prior, not per batch: the prior's dict is replaced, never edited.
-            cached = getattr(self, "_decoder", None)
+            cached = self._decoder
             if cached is None or cached.labels != labels or self._prior_source is not source:
                 self._decoder, self._prior_source = TagDecoder(labels, TransitionPrior.from_dict(source)), source
             decoder = self._decoder
         # A model trained with labels on glued pieces learnt their B-/I- split: nothing to make up for.
-        labelled = getattr(self.config, "glued_pieces_labelled", False)  # stand-in configs may lack it
-        return decoder(word_scores, method, None if labelled else glued)
+        return decoder(word_scores, method, None if self.config.glued_pieces_labelled else glued)

@@ -11,6 +11,7 @@ which it sits furthest from an edge, so it sees the most context.
 """
 from __future__ import annotations
 
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 
 import torch
@@ -18,7 +19,6 @@ import torch
 from . import alignment
 from .decoding import DECODINGS, inside_ids
 from .entities import Entity, entities_from_tags
-from .precision import autocast_for
 from .tokenizer import BOS, EOS, PAD, XLMRTokenizer
 from .words import scan
 
@@ -213,7 +213,9 @@ class Tagger:
                 seq = [BOS, *windows[j], EOS]
                 ids[row, : len(seq)] = torch.tensor(seq)
                 mask[row, : len(seq)] = 1
-            with autocast_for(self.device, self.amp_dtype):
+            # amp_dtype is the runtime's decision, passed in (runtime.inference.ready_for_inference)
+            amp = nullcontext() if self.amp_dtype is None else torch.autocast(self.device.type, dtype=self.amp_dtype)
+            with amp:
                 logits, _ = self.model(ids.to(self.device), mask.to(self.device))  # (B, T, C)
             probs = logits.float().softmax(dim=-1).cpu()
             for row, j in enumerate(chunk):

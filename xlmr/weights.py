@@ -207,7 +207,7 @@ def export_hf(model: XLMRForTokenClassification, folder, tokenizer_file=None) ->
     """Write the Hugging Face layout: loadable by transformers.AutoModelForTokenClassification, and
     with a tokenizer file also by AutoTokenizer and pipeline("ner")."""
     folder = Path(folder)
-    if getattr(model, "crf", None) is not None:
+    if model.crf is not None:
         raise CheckpointError(f"a CRF head has no place in transformers' token classification (its transitions would "
                               f"be lost, and the tags with them); not exported to {folder}")
     state = ours_to_hf({k: v.detach().cpu() for k, v in model.state_dict().items()}, model.config)

@@ -1,4 +1,4 @@
-"""The model as ONNX, for those who deploy with ONNX Runtime: `python -m xlmr.convert RUN DIR --to-onnx`.
+"""The model as ONNX, for those who deploy with ONNX Runtime: `python -m runtime.onnx_export RUN DIR`.
 
 The folder holds model.onnx (inputs input_ids and attention_mask, both (batch, length) int64;
 output logits (batch, length, labels) fp32; batch and length dynamic), config.json with the
@@ -11,14 +11,16 @@ data-dependent shape that ONNX graphs cannot hold; the logits agree where the ma
 """
 from __future__ import annotations
 
+import argparse
+import sys
 from pathlib import Path
 
 import torch
 import torch.nn as nn
 
-from .atomic import write_atomic
-from .model import XLMRForTokenClassification
-from .weights import write_hf_companions
+from xlmr.atomic import write_atomic
+from xlmr.model import XLMRForTokenClassification
+from xlmr.weights import CheckpointError, load_model, resolve_folder, tokenizer_file_in, write_hf_companions
 
 ONNX_FILE = "model.onnx"
 OPSET = 18
@@ -56,7 +58,7 @@ def export_onnx(model: XLMRForTokenClassification, folder, tokenizer_file=None) 
     batch = torch.export.Dim("batch", min=1, max=4096)
     length = torch.export.Dim("length", min=2, max=c.max_position_embeddings - c.position_offset)
     # Traced with gradients enabled on purpose: fp32 inference without them computes Q, K and V as
-    # three products on slices of the fused weight (SelfAttention.project_qkv), which in a graph
+    # three products on slices of the fused weight (xlmr.model.QKVProjection), which in a graph
     # would slice the constant weight on every run; with them the graph has one fused product.
     with torch.enable_grad():
         program = torch.onnx.export(wrapped, (ids, mask), dynamo=True, opset_version=OPSET, external_data=False,
@@ -65,3 +67,23 @@ def export_onnx(model: XLMRForTokenClassification, folder, tokenizer_file=None) 
     write_hf_companions(c, folder, tokenizer_file)
     write_atomic(folder / ONNX_FILE, lambda p: program.save(str(p)))
     return folder / ONNX_FILE
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(prog="python -m runtime.onnx_export", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("src", help="our checkpoint folder (a fine-tuned run), or a Hugging Face folder or hub id")
+    p.add_argument("dst", help="folder to write model.onnx, config.json and the tokenizer files into")
+    args = p.parse_args(argv)
+    try:
+        folder = resolve_folder(args.src)
+        export_onnx(load_model(folder).eval(), args.dst, tokenizer_file=tokenizer_file_in(folder))
+    except (CheckpointError, FileNotFoundError, RuntimeError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
+    print(f"wrote {args.dst}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,21 +1,28 @@
-"""Which floating-point precision a forward (and backward) pass runs in, as one autocast context.
+"""Which floating-point precision a forward (and backward) pass runs in, decided in one place
+(`decide`) and handed on as a `Precision`: the autocast dtype, why, and the CPU bf16 attention path.
 
-Training, evaluation and tagging all take the same `--amp` choice, so it is made here, once:
+Training, evaluation, tagging and the service all take the same `--amp` choice:
 - `auto` on CUDA: bf16 where the GPU supports it, else fp16 (training adds a gradient scaler);
 - `auto` on a CPU: bf16 only where the CPU computes it natively (AMX or AVX-512 BF16) *and* a
   short matrix-product probe finds it faster than fp32; else fp32. A CPU without those
   instructions emulates bf16 at a small fraction of its fp32 speed (measured: ~1 GFLOP/s against
   132 on an AVX2-only AMD EPYC), so autocast would make every step several times slower there;
 - `bf16`, `fp16`, `off`: as asked.
+The decision reaches a model only through `apply_precision` and the autocast dtype its caller
+passes on; the model reads no global. A training run records `Precision.record()` in its state,
+so a resumed run and every DDP rank reuse it instead of probing again.
 """
 from __future__ import annotations
 
 import functools
 import time
 from contextlib import nullcontext
+from dataclasses import dataclass
 
 import torch
 import torch.nn as nn
+
+from xlmr.model import SelfAttention
 
 AMP_CHOICES = ("auto", "bf16", "fp16", "off")
 
@@ -60,27 +67,14 @@ def cpu_choice() -> tuple[torch.dtype | None, str]:
 SHORT_ATTENTION = 256  # tokens: up to here the probe below decides; longer sequences keep the fused kernel
 
 
-_attention_by_matmul: bool | None = None  # measured on first use; a plain global so torch.compile reads a constant
-
-
+@functools.lru_cache(maxsize=None)
 def cpu_bf16_attention_by_matmul() -> bool:
     """Whether this CPU runs bf16 attention over short sequences faster as two matrix products
     (softmax(QK^T / sqrt(hs)) V, spelled out) than through scaled_dot_product_attention's fused
     CPU kernel. Measured on an AMD EPYC with AVX-512 BF16: 8 x 12 heads x 128 tokens x 64, fused
     6.1 ms, matrix products 3.0 ms; at 512 tokens the fused kernel wins (65 against 86 ms).
-    Machines differ, so it is measured once per process (~0.1 s) at 128 tokens, on first use."""
-    global _attention_by_matmul
-    if _attention_by_matmul is None:
-        _attention_by_matmul = _measure_attention()
-    return _attention_by_matmul
-
-
-def use_cpu_bf16_attention_by_matmul(by_matmul: bool | None) -> None:
-    """Take an earlier decision instead of measuring (a resumed run, every rank of a DDP run):
-    the same run must not switch attention code because a busy machine timed differently.
-    None forgets it, so the next use measures again."""
-    global _attention_by_matmul
-    _attention_by_matmul = by_matmul
+    Machines differ, so it is measured (~0.1 s, at 128 tokens) once per process, for `decide`."""
+    return _measure_attention()
 
 
 def _measure_attention() -> bool:
@@ -106,7 +100,8 @@ def _measure_attention() -> bool:
 
 
 def choose(name: str, device: torch.device) -> tuple[torch.dtype | None, str]:
-    """(autocast dtype or None for fp32, why) for an `--amp` choice on a device."""
+    """(autocast dtype or None for fp32, why) for an `--amp` choice on a device: the dtype half
+    of `decide`, which callers use."""
     device = torch.device(device)
     if name == "off":
         return None, "fp32: --amp off"
@@ -133,7 +128,53 @@ def dtype_named(name: str) -> torch.dtype | None:
 
 def amp_dtype_for(name: str, device: torch.device) -> torch.dtype | None:
     """The autocast dtype for an `--amp` choice on a device; None means plain fp32."""
-    return choose(name, device)[0]
+    return decide(name, device).dtype
+
+
+@dataclass(frozen=True)
+class Precision:
+    """One decision, passed explicitly to whatever runs the model: the autocast dtype (None: fp32),
+    why, and for bf16 on a CPU whether short attention is spelled out as matrix products (None
+    where the question does not arise). `reused` marks a decision read back from a run's state."""
+    dtype: torch.dtype | None
+    reason: str
+    attention_by_matmul: bool | None = None
+    reused: bool = False
+
+    @property
+    def matmul_attention_up_to(self) -> int:
+        """SelfAttention.matmul_attention_up_to for this decision: tokens, 0 for never."""
+        return SHORT_ATTENTION if self.attention_by_matmul else 0
+
+    @property
+    def why(self) -> str:
+        return f"{self.reason} (decided when the run started)" if self.reused else self.reason
+
+    def record(self) -> dict:
+        """What a training state keeps (its keys are read back by `decide`)."""
+        return {"amp": DTYPE_NAMES[self.dtype], "reason": self.reason, "attention_by_matmul": self.attention_by_matmul}
+
+
+def decide(amp: str, device: torch.device, recorded: dict | None = None) -> Precision:
+    """The one place precision is decided: the `--amp` choice on this device, with the CPU bf16
+    attention probe; or, given a decision a run recorded (`Precision.record()`), that decision
+    again without probing: a busy machine can time the probes differently from one call to the
+    next, and one run must not switch precision or attention code half-way."""
+    if recorded is not None:
+        return Precision(dtype_named(recorded["amp"]), recorded["reason"], recorded["attention_by_matmul"], reused=True)
+    device = torch.device(device)
+    dtype, reason = choose(amp, device)
+    by_matmul = cpu_bf16_attention_by_matmul() if device.type == "cpu" and dtype == torch.bfloat16 else None
+    return Precision(dtype, reason, by_matmul)
+
+
+def apply_precision(model: nn.Module, precision: Precision) -> nn.Module:
+    """Sets the decision's attention path on every attention block of a model, in place; the
+    dtype itself goes to autocast, by whoever runs the model."""
+    for module in model.modules():
+        if isinstance(module, SelfAttention):
+            module.matmul_attention_up_to = precision.matmul_attention_up_to
+    return model
 
 
 def autocast_for(device: torch.device, dtype: torch.dtype | None):

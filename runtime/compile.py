@@ -25,8 +25,6 @@ from __future__ import annotations
 
 import torch
 
-from .precision import cpu_bf16_attention_by_matmul
-
 BUCKET = 32
 COMPILE_CHOICES = ("auto", "on", "off")
 
@@ -43,8 +41,8 @@ def choose(name: str, device: torch.device) -> tuple[bool, str]:
 
 
 def compile_layers(model) -> None:
-    """Compile every encoder layer of an XLMRForTokenClassification in place."""
-    cpu_bf16_attention_by_matmul()  # measured now, eagerly: the compiled graph reads the answer
+    """Compile every encoder layer of an XLMRForTokenClassification in place. The graphs read the
+    attention path (SelfAttention.matmul_attention_up_to) as a constant: set the precision first."""
     model.encoder.skip_padding = False  # (N, H) packed inputs would be one more shape per batch
     for layer in model.encoder.layers:
         layer.compile(dynamic=None)
@@ -59,8 +57,7 @@ def compile_if_chosen(model, name: str, device: torch.device) -> tuple[bool, str
 
 
 def is_compiled(model) -> bool:
-    layers = getattr(getattr(model, "encoder", None), "layers", [])  # any other model: not compiled by us
-    return any(getattr(layer, "_compiled_call_impl", None) is not None for layer in layers)
+    return any(layer._compiled_call_impl is not None for layer in model.encoder.layers)  # set by Module.compile
 
 
 def bucket_multiple(model) -> int | None:

@@ -25,6 +25,8 @@ import warnings
 import torch
 import torch.nn as nn
 
+from xlmr.model import QKVProjection
+
 QUANTIZE_CHOICES = ("off", "int8")
 QUANTIZED = ("attn.qkv", "attn.proj", "mlp.fc", "mlp.proj")  # every Linear of every encoder layer
 OUTLIER_SPLIT = ("mlp.proj",)  # the others are smoothed
@@ -55,11 +57,17 @@ CALIBRATION = [
 ]
 
 
+def _parts(y: torch.Tensor, parts: int):
+    """A fused projection's call returns its parts (QKVProjection: Q, K, V); so does its int8 twin."""
+    return y if parts == 1 else y.split(y.shape[-1] // parts, dim=-1)
+
+
 class SmoothedInt8Linear(nn.Module):
     """x -> int8 Linear(x / s) with the weight's columns multiplied by s (the same product)."""
 
-    def __init__(self, linear: nn.Linear, input_max: torch.Tensor):
+    def __init__(self, linear: nn.Linear, input_max: torch.Tensor, parts: int = 1):
         super().__init__()
+        self.parts = parts
         w = linear.weight.detach().float()  # (N, K)
         s = (input_max.clamp_min(1e-5) / w.abs().amax(0).clamp_min(1e-5)).sqrt()  # (K,)
         smoothed = nn.Linear(w.shape[1], w.shape[0])
@@ -69,15 +77,16 @@ class SmoothedInt8Linear(nn.Module):
         self.register_buffer("inv_scale", 1.0 / s)
         self.linear = _int8(smoothed)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.linear(x * self.inv_scale)  # (..., K) -> (..., N)
+    def forward(self, x: torch.Tensor):
+        return _parts(self.linear(x * self.inv_scale), self.parts)  # (..., K) -> (..., N), or its parts
 
 
 class OutlierSplitInt8Linear(nn.Module):
     """x -> int8 Linear(x without its outlier channels) + x[outliers] @ W[:, outliers]^T in fp32."""
 
-    def __init__(self, linear: nn.Linear, input_max: torch.Tensor):
+    def __init__(self, linear: nn.Linear, input_max: torch.Tensor, parts: int = 1):
         super().__init__()
+        self.parts = parts
         w = linear.weight.detach().float()  # (N, K)
         outliers = (input_max > OUTLIER_FACTOR * torch.quantile(input_max, 0.99)).nonzero().flatten()  # (k,)
         self.register_buffer("outliers", outliers)
@@ -88,10 +97,11 @@ class OutlierSplitInt8Linear(nn.Module):
             rest.bias.copy_(linear.bias.detach().float())
         self.linear = _int8(rest)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor):
         if not len(self.outliers):
-            return self.linear(x)
-        return self.linear(x.index_fill(-1, self.outliers, 0.0)) + x.index_select(-1, self.outliers) @ self.outlier_weight
+            return _parts(self.linear(x), self.parts)
+        y = self.linear(x.index_fill(-1, self.outliers, 0.0)) + x.index_select(-1, self.outliers) @ self.outlier_weight
+        return _parts(y, self.parts)
 
 
 def _int8(linear: nn.Linear) -> nn.Module:
@@ -104,26 +114,22 @@ def _int8(linear: nn.Linear) -> nn.Module:
 
 
 def _targets(model):
-    """((layer, name), the module that owns it, attribute, the module whose input is its input)."""
+    """((layer, name), the module that owns it, attribute)."""
     for i, layer in enumerate(model.encoder.layers):
         for name in QUANTIZED:
-            owner = getattr(layer, name.split(".")[0])
-            attr = name.split(".")[1]
-            # fp32 inference computes Q, K, V as three products on slices of qkv's weight without
-            # calling the module: its input is the attention block's input.
-            watched = owner if name == "attn.qkv" else getattr(owner, attr)
-            yield (i, name), owner, attr, watched
+            block, attr = name.split(".")
+            yield (i, name), getattr(layer, block), attr
 
 
 @torch.no_grad()
 def input_ranges(model, tokenizer, sentences=CALIBRATION) -> dict:
     """max |x_j| per input channel of every Linear to be quantized, over the sentences."""
     ranges, hooks = {}, []
-    for key, _, _, watched in _targets(model):
+    for key, owner, attr in _targets(model):
         def record(module, args, key=key):
             x = args[0].detach().abs().reshape(-1, args[0].shape[-1]).amax(0).float()  # (K,)
             ranges[key] = torch.maximum(ranges[key], x) if key in ranges else x
-        hooks.append(watched.register_forward_pre_hook(record))
+        hooks.append(getattr(owner, attr).register_forward_pre_hook(record))
     try:
         model.eval()
         for text in sentences:
@@ -136,7 +142,9 @@ def input_ranges(model, tokenizer, sentences=CALIBRATION) -> dict:
 
 
 def quantize_for_inference(model: nn.Module, tokenizer, quantize: str, device) -> tuple[nn.Module, str]:
-    """(the model, a line saying what was done). CPU only."""
+    """(the model, a line saying what was done). CPU only. The encoder's Linear modules are
+    replaced from outside, each by an int8 module with the same call (a fused QKV projection's
+    returns its three parts), so the model's code does not know."""
     if quantize == "off":
         return model, "weights fp32"
     if quantize not in QUANTIZE_CHOICES:
@@ -145,27 +153,9 @@ def quantize_for_inference(model: nn.Module, tokenizer, quantize: str, device) -
         raise ValueError("--quantize int8 runs on CPUs only (PyTorch's dynamic int8 kernels are CPU kernels)")
     model = model.float().eval()
     ranges = input_ranges(model, tokenizer)
-    for key, owner, attr, _ in list(_targets(model)):
+    for key, owner, attr in list(_targets(model)):
         kind = OutlierSplitInt8Linear if key[1] in OUTLIER_SPLIT else SmoothedInt8Linear
-        setattr(owner, attr, kind(getattr(owner, attr), ranges[key]))
+        linear = getattr(owner, attr)
+        setattr(owner, attr, kind(linear, ranges[key], parts=3 if isinstance(linear, QKVProjection) else 1))
     return model, (f"encoder Linear layers int8 (dynamic, {torch.backends.quantized.engine} engine; smoothed, "
                    f"outlier channels of {', '.join(OUTLIER_SPLIT)} in fp32); embeddings, norms and head fp32")
-
-
-def ready_for_inference(model: nn.Module, device, amp: str = "auto", quantize: str = "off",
-                        tokenizer=None) -> tuple[nn.Module, torch.dtype | None, str]:
-    """(the model on `device` at its inference precision, the autocast dtype, why): int8 weights
-    with fp32 activations when asked (the int8 kernels take fp32 input, so autocast stays off;
-    the tokenizer feeds the calibration), else --amp's choice for this device, with the Linear
-    weights cast once."""
-    from .precision import cast_linears_for_inference, choose
-
-    device = torch.device(device)
-    model = model.to(device)
-    if quantize != "off":
-        if tokenizer is None:
-            raise ValueError("--quantize int8 needs the tokenizer (its calibration sentences)")
-        model, reason = quantize_for_inference(model, tokenizer, quantize, device)
-        return model, None, reason
-    amp_dtype, reason = choose(amp, device)
-    return cast_linears_for_inference(model, amp_dtype), amp_dtype, reason
