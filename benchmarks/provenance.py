@@ -81,10 +81,13 @@ def provenance(script: str, argv: list[str], device: torch.device | str = "cpu")
 def summary(p: dict) -> str:
     """Provenance as the Markdown lines that head a result file."""
     hardware = p["gpu"] or f"{p['cpu']}, {p['threads']} threads"
-    flags = " ".join(p["cpu_flags"]) if p["cpu_flags"] else "none of " + " ".join(CPU_FLAGS)
+    flags = p["cpu_flags"]  # a list; a sentence in files whose run did not record them
+    flags = flags if isinstance(flags, str) else " ".join(flags) or "none of " + " ".join(CPU_FLAGS)
     versions = ", ".join(f"{lib} {p[lib]}" for lib in ("torch", *LIBRARIES) if p.get(lib))
-    return "\n".join([f"Measured {p['date']} on {hardware} (CPU flags: {flags}); {versions}.  ",
-                      f"Commit {p['commit']}.  ", f"Command: `{p['command']}`", ""])
+    notes = [v for k, v in p.items() if k.endswith("_note")]  # what a file filled in afterwards says of itself
+    lines = [f"Measured {p['date']} on {hardware} (CPU flags: {flags}); {versions}.",
+             f"Commit {p['commit']}.", f"Command: `{p['command']}`"] + ([f"Notes: {'; '.join(notes)}."] if notes else [])
+    return "  \n".join(lines) + "\n"  # two spaces: a Markdown line break
 
 
 def write_result(path: Path, report: dict, record: dict, markdown: str | None = None) -> None:

@@ -22,7 +22,7 @@ from pathlib import Path
 
 from benchmarks.provenance import provenance, write_result
 from benchmarks.serve_overload import markdown as overload_markdown
-from benchmarks.serve_overload import overload, percentiles
+from benchmarks.serve_overload import overload, percentiles, run_threads
 from serving.server import Running, build_service
 
 SENTENCES = [
@@ -60,13 +60,7 @@ def load_level(url: str, concurrency: int, requests: int, max_seconds: float) ->
             with lock:
                 (latencies if ok else failures).append(time.perf_counter() - t0)
 
-    threads = [threading.Thread(target=client) for _ in range(concurrency)]
-    t0 = time.perf_counter()
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    seconds = time.perf_counter() - t0
+    seconds = run_threads(client, concurrency)
     return {"concurrency": concurrency, "requests": len(latencies), "failed": len(failures), "seconds": seconds,
             "requests_per_s": len(latencies) / seconds, "sentences_per_s": len(latencies) / seconds,
             **percentiles(latencies)}

@@ -122,6 +122,17 @@ def outcomes(results: list[tuple[str, float]], seconds: float) -> dict:
             "other": {s: sum(x == s for x, _ in results) for s in others}}
 
 
+def run_threads(target, n: int) -> float:
+    """Seconds until `n` threads running `target` have all finished."""
+    threads = [threading.Thread(target=target) for _ in range(n)]
+    t0 = time.perf_counter()
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    return time.perf_counter() - t0
+
+
 def capacity(url: str, seconds: float, clients: int = 8) -> float:
     """Requests/s with `clients` sending back to back (all answered 200 at this load)."""
     done, lock, deadline = [], threading.Lock(), time.perf_counter() + seconds
@@ -132,13 +143,8 @@ def capacity(url: str, seconds: float, clients: int = 8) -> float:
             with lock:
                 done.append(outcome)
 
-    t0 = time.perf_counter()
-    threads = [threading.Thread(target=client) for _ in range(clients)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    return sum(o == "200" for o in done) / (time.perf_counter() - t0)
+    seconds = run_threads(client, clients)
+    return sum(o == "200" for o in done) / seconds
 
 
 def burst(url: str, clients: int) -> dict:
