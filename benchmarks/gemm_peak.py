@@ -1,7 +1,7 @@
 """The CPU's fp32 matrix-product peak as the best library here reaches it, not PyTorch's alone.
 
-    python benchmarks/gemm_peak.py                       # e5-small's FFN shape and 2048^2
-    python benchmarks/gemm_peak.py --shapes 1024x768x3072
+    python -m benchmarks.gemm_peak                       # e5-small's FFN shape and 2048^2
+    python -m benchmarks.gemm_peak --shapes 1024x768x3072
 
 Each library multiplies the same (M x K) @ (K x N) fp32 matrices, as a Linear layer does (the
 weight given once, ahead of time, as inference has it): PyTorch's `F.linear` (MKL, or what this
@@ -13,11 +13,15 @@ column divides by: the best of them, named.
 from __future__ import annotations
 
 import argparse
+import sys
 import time
 
 import numpy as np
 import torch
 import torch.nn.functional as F
+
+from benchmarks.onnx_runtime import available, session
+from benchmarks.provenance import provenance, summary
 
 SHAPES = ((1024, 384, 1536), (2048, 2048, 2048))
 
@@ -52,9 +56,10 @@ def numpy_matmul(x: torch.Tensor, w: torch.Tensor):
 def ort_matmul(x: torch.Tensor, w: torch.Tensor):
     """ONNX Runtime's MatMul with the weight as an initializer (None without onnxruntime/onnx)."""
     try:
-        import onnxruntime as ort
         from onnx import TensorProto, helper, numpy_helper
     except ImportError:
+        return None
+    if not available():
         return None
     m, k = x.shape
     weight = numpy_helper.from_array(np.ascontiguousarray(w.numpy().T), "w")
@@ -62,12 +67,9 @@ def ort_matmul(x: torch.Tensor, w: torch.Tensor):
                               [helper.make_tensor_value_info("x", TensorProto.FLOAT, [m, k])],
                               [helper.make_tensor_value_info("y", TensorProto.FLOAT, [m, w.shape[0]])], [weight])
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
-    options = ort.SessionOptions()
-    options.intra_op_num_threads = torch.get_num_threads()
-    session = ort.InferenceSession(model.SerializeToString(), options,
-                                   providers=["CPUExecutionProvider"])
+    matmul = session(model.SerializeToString())
     feed = {"x": x.numpy()}
-    return lambda: session.run(None, feed)
+    return lambda: matmul.run(None, feed)
 
 
 LIBRARIES = {"torch F.linear": torch_linear, "oneDNN prepacked": onednn_prepacked, "numpy": numpy_matmul,
@@ -98,7 +100,8 @@ def main(argv=None) -> int:
     p.add_argument("--shapes", nargs="+", default=[f"{m}x{k}x{n}" for m, k, n in SHAPES], help="MxKxN")
     p.add_argument("--repeats", type=int, default=10)
     args = p.parse_args(argv)
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads; fp32 GFLOP/s, best of {args.repeats}")
+    print(summary(provenance(__file__, sys.argv[1:] if argv is None else argv)))
+    print(f"fp32 GFLOP/s, best of {args.repeats}")
     for shape in args.shapes:
         m, k, n = map(int, shape.split("x"))
         rates = measure(m, k, n, args.repeats)

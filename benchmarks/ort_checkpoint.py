@@ -1,6 +1,6 @@
 """A trained checkpoint against ONNX Runtime on real sentences: tokens/s and test F1, fp32 and int8.
 
-    python benchmarks/ort_checkpoint.py --model runs/de --data-dir ../shared/data/panx \
+    python -m benchmarks.ort_checkpoint --model runs/de --data-dir ../shared/data/panx \
         --sentences 512 --batch-size 32 --rounds 6 --f1-langs de fr it en --output-dir runs/ort-checkpoint
 
 What a user choosing a CPU runtime compares, on the weights they trained (throughput.py uses
@@ -18,39 +18,29 @@ from __future__ import annotations
 
 import argparse
 import copy
-import json
 import sys
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+import torch
+from datasets import DatasetDict
 
-import torch  # noqa: E402
-from datasets import DatasetDict  # noqa: E402
-
-from benchmarks.throughput_report import cpu_description  # noqa: E402
-from evaluation.predict import evaluate  # noqa: E402
-from loaders.align import encode_ner  # noqa: E402
-from loaders.panx import panx_splits  # noqa: E402
-from runtime.onnx_export import export_onnx  # noqa: E402
-from runtime.inference import ready_for_inference  # noqa: E402
-from xlmr.tokenizer import XLMRTokenizer  # noqa: E402
-from xlmr.weights import load_model  # noqa: E402
+from benchmarks.onnx_runtime import exported_sessions
+from benchmarks.provenance import provenance, write_result
+from evaluation.predict import evaluate
+from loaders.align import encode_ner
+from loaders.panx import panx_splits
+from runtime.inference import ready_for_inference
+from xlmr.tokenizer import XLMRTokenizer
+from xlmr.weights import load_model
 
 
 class OrtModel(torch.nn.Module):
     """An ONNX Runtime session with the surface evaluation.predict uses (forward, loss, decode)."""
 
-    def __init__(self, path: Path, ours):
-        import onnxruntime as ort
-
+    def __init__(self, session, ours):
         super().__init__()
-        options = ort.SessionOptions()
-        options.intra_op_num_threads = torch.get_num_threads()
-        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-        self.session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
-        self.config, self._ours = ours.config, ours
+        self.session, self.config, self._ours = session, ours.config, ours
 
     def forward(self, input_ids, attention_mask=None, *rest):
         feed = {"input_ids": input_ids.numpy(), "attention_mask": attention_mask.long().numpy()}
@@ -92,43 +82,49 @@ def speed(models: dict, batches, tokens: int, rounds: int) -> dict:
     return per_round
 
 
-def main(argv=None) -> int:
+def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--model", required=True)
     p.add_argument("--data-dir", required=True)
     p.add_argument("--sentences", type=int, default=512)
     p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--rounds", type=int, default=6)
-    p.add_argument("--f1-langs", nargs="*", default=["de", "fr", "it", "en"])
+    p.add_argument("--f1-langs", nargs="*", default=["de", "fr", "it", "en"], help="none: speed only")
     p.add_argument("--output-dir", type=Path, default=Path("runs/ort-checkpoint"))
-    args = p.parse_args(argv)
-    from onnxruntime.quantization import QuantType, quantize_dynamic
+    return p.parse_args(argv)
 
-    args.output_dir.mkdir(parents=True, exist_ok=True)
+
+def test_f1(models: dict, tokenizer, data_dir: str, langs: list[str]) -> dict:
+    """{implementation: {lang: test F1}}, every one through the same evaluation."""
+    f1 = {}
+    for lang in langs:
+        test = encode_ner(DatasetDict({"t": panx_splits(lang, data_dir)["test"]}), tokenizer)["t"]
+        for name, model in models.items():
+            f1.setdefault(name, {})[lang] = evaluate(model, test, model.config.id2label, 64)["f1"]
+        print(lang, {name: round(f[lang], 4) for name, f in f1.items()}, flush=True)
+    return f1
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    record = provenance(__file__, sys.argv[1:] if argv is None else argv)
     tokenizer = XLMRTokenizer(Path(args.model) / "sentencepiece.bpe.model")
     fp32 = load_model(args.model).eval()
     int8 = ready_for_inference(copy.deepcopy(fp32), "cpu", "off", "int8", tokenizer)[0]
-    onnx_fp32 = export_onnx(fp32, args.output_dir / "onnx", tokenizer_file=tokenizer.path)
-    onnx_int8 = args.output_dir / "onnx" / "model-int8.onnx"
-    quantize_dynamic(onnx_fp32, onnx_int8, weight_type=QuantType.QInt8)
-    models = {"ours-fp32": fp32, "ours-int8": int8, "ort-fp32": OrtModel(onnx_fp32, fp32),
-              "ort-int8": OrtModel(onnx_int8, fp32)}
+    sessions = exported_sessions(fp32, args.output_dir / "onnx", tokenizer_file=tokenizer.path)
+    models = {"ours-fp32": fp32, "ours-int8": int8, "ort-fp32": OrtModel(sessions["ort-fp32"], fp32),
+              "ort-int8": OrtModel(sessions["ort-int8"], fp32)}
     batches, tokens = batches_of(fp32, tokenizer, args.data_dir, args.sentences, args.batch_size)
     rounds = speed(models, batches, tokens, args.rounds)
-    report = {"cpu": cpu_description(), "threads": torch.get_num_threads(), "tokens": tokens,
-              "batch_size": args.batch_size, "tokens_per_s": rounds, "best": {k: max(v) for k, v in rounds.items()}}
+    report = {"tokens": tokens, "batch_size": args.batch_size, "tokens_per_s": rounds,
+              "best": {k: max(v) for k, v in rounds.items()}}
     for a, b in (("ours-fp32", "ort-fp32"), ("ours-int8", "ort-int8")):
         wins = sum(x > y for x, y in zip(rounds[a], rounds[b]))
         report[f"{a}/{b}"] = {"best_ratio": max(rounds[a]) / max(rounds[b]), "rounds_won": f"{wins}/{args.rounds}"}
         print(f"{a} {max(rounds[a]):.0f} tok/s vs {b} {max(rounds[b]):.0f}: {max(rounds[a]) / max(rounds[b]):.2f}x, "
               f"faster in {wins}/{args.rounds} rounds", flush=True)
-    report["f1"] = {}
-    for lang in args.f1_langs:
-        test = encode_ner(DatasetDict({"t": panx_splits(lang, args.data_dir)["test"]}), tokenizer)["t"]
-        for name, model in models.items():
-            report["f1"].setdefault(name, {})[lang] = evaluate(model, test, fp32.config.id2label, 64)["f1"]
-        print(lang, {name: round(f[lang], 4) for name, f in report["f1"].items()}, flush=True)
-    (args.output_dir / "ort_checkpoint.json").write_text(json.dumps(report, indent=2))
+    report["f1"] = test_f1(models, tokenizer, args.data_dir, args.f1_langs)
+    write_result(args.output_dir / "ort_checkpoint.json", report, record)
     print(f"wrote {args.output_dir / 'ort_checkpoint.json'}")
     return 0
 

@@ -1,7 +1,7 @@
 """Load on the tagging service, on this machine only (127.0.0.1), bounded in requests and time.
 
-    python benchmarks/serve_load.py --model runs/de [--concurrency 1 8 32] [--requests 256] [--max-seconds 60]
-    python benchmarks/serve_load.py --model runs/de --overload     # past capacity: see serve_overload.py
+    python -m benchmarks.serve_load --model runs/de [--concurrency 1 8 32] [--requests 256] [--max-seconds 60]
+    python -m benchmarks.serve_load --model runs/de --overload     # past capacity: see serve_overload.py
 
 For batching on and then off, the service runs in this process on an ephemeral loopback port and
 `c` client threads send one sentence per request until the level's request count or time limit
@@ -20,11 +20,10 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
-import numpy as np
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from serving.server import Running, build_service  # noqa: E402
+from benchmarks.provenance import provenance, write_result
+from benchmarks.serve_overload import markdown as overload_markdown
+from benchmarks.serve_overload import overload, percentiles, run_threads
+from serving.server import Running, build_service
 
 SENTENCES = [
     "Jeff Dean ist ein Informatiker bei Google in Kalifornien",
@@ -36,11 +35,6 @@ SENTENCES = [
     "Barack Obama was born in Hawaii and worked in Chicago",
     "Lionel Messi joue pour Inter Miami aux États-Unis",
 ]
-
-
-def percentiles(latencies: list[float]) -> dict:
-    ms = np.asarray(latencies) * 1000
-    return {f"p{q}_ms": float(np.percentile(ms, q)) for q in (50, 95, 99)} if len(ms) else {}
 
 
 def load_level(url: str, concurrency: int, requests: int, max_seconds: float) -> dict:
@@ -66,13 +60,7 @@ def load_level(url: str, concurrency: int, requests: int, max_seconds: float) ->
             with lock:
                 (latencies if ok else failures).append(time.perf_counter() - t0)
 
-    threads = [threading.Thread(target=client) for _ in range(concurrency)]
-    t0 = time.perf_counter()
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    seconds = time.perf_counter() - t0
+    seconds = run_threads(client, concurrency)
     return {"concurrency": concurrency, "requests": len(latencies), "failed": len(failures), "seconds": seconds,
             "requests_per_s": len(latencies) / seconds, "sentences_per_s": len(latencies) / seconds,
             **percentiles(latencies)}
@@ -101,7 +89,7 @@ def markdown(report: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
-def main() -> int:
+def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--model", required=True, help="checkpoint folder")
     p.add_argument("--concurrency", type=int, nargs="+", default=[1, 8, 32])
@@ -116,10 +104,16 @@ def main() -> int:
                    help="instead: capacity, a burst and a storm past it (benchmarks/serve_overload.py)")
     p.add_argument("--factor", type=float, default=4.0, help="--overload: the storm's rate over capacity")
     p.add_argument("--storm-seconds", type=float, default=60)
+    p.add_argument("--capacity-seconds", type=float, default=20, help="--overload: how long capacity is measured")
     p.add_argument("--burst", type=int, default=200, help="--overload: clients sending at once")
-    args = p.parse_args()
+    return p.parse_args(argv)
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    record = provenance(__file__, sys.argv[1:] if argv is None else argv)
     if args.overload:
-        return run_overload(args)
+        return run_overload(args, record)
     report = {"model": args.model}
     for mode in ("on", "off"):
         service = build_service(args.model, amp=args.amp, max_batch=args.max_batch, max_wait_ms=args.max_wait_ms,
@@ -135,24 +129,15 @@ def main() -> int:
                 print(f"batching {mode}, concurrency {c}: {r['requests_per_s']:.1f} requests/s, "
                       f"p99 {r.get('p99_ms', float('nan')):.1f} ms, {r['failed']} failed", flush=True)
                 report[mode].append(r)
-    out = Path(args.output)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.with_suffix(".json").write_text(json.dumps(report, indent=2))
-    out.with_suffix(".md").write_text(markdown(report))
+    write_result(Path(args.output + ".json"), report, record, markdown(report))
     print("\n" + markdown(report))
     return 0
 
 
-def run_overload(args) -> int:
-    from benchmarks.serve_overload import markdown as overload_markdown
-    from benchmarks.serve_overload import overload
-
-    report = overload(args.model, args.amp, args.factor, args.storm_seconds, burst_clients=args.burst,
-                      server_args=["--max-batch", str(args.max_batch)])
-    out = Path(args.output + "-overload")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.with_suffix(".json").write_text(json.dumps(report, indent=2))
-    out.with_suffix(".md").write_text(overload_markdown(report))
+def run_overload(args, record: dict) -> int:
+    report = overload(args.model, args.amp, args.factor, args.storm_seconds, args.capacity_seconds,
+                      burst_clients=args.burst, server_args=["--max-batch", str(args.max_batch)])
+    write_result(Path(args.output + "-overload.json"), report, record, overload_markdown(report))
     print("\n" + overload_markdown(report))
     return 0
 

@@ -1,6 +1,6 @@
 """The tagging service past its capacity, on this machine only (127.0.0.1), bounded in time.
 
-    python benchmarks/serve_load.py --model runs/de --overload [--storm-seconds 60] [--factor 4]
+    python -m benchmarks.serve_load --model runs/de --overload [--storm-seconds 60] [--factor 4]
 
 The service runs as its own process (`eval.py serve`), so its memory is its own. Each request
 carries 32 long German sentences. Three phases:
@@ -28,7 +28,7 @@ from pathlib import Path
 
 import numpy as np
 
-ROOT = Path(__file__).resolve().parents[1]
+from benchmarks.provenance import ROOT
 LONG_GERMAN = [
     "Angela Merkel besuchte am Montag gemeinsam mit dem französischen Präsidenten Emmanuel Macron die Ausstellung "
     "im Deutschen Historischen Museum in Berlin , bevor beide nach Straßburg weiterreisten .",
@@ -40,6 +40,12 @@ LONG_GERMAN = [
     "der Deutschen Bahn in Frankfurt am Main .",
 ]
 REQUEST_TEXTS = [LONG_GERMAN[i % len(LONG_GERMAN)] for i in range(32)]
+
+
+def percentiles(seconds: list[float], qs=(50, 95, 99)) -> dict:
+    """{"p50_ms": ..., ...} of latencies given in seconds; {} for none."""
+    ms = np.asarray(seconds) * 1000
+    return {f"p{q}_ms": float(np.percentile(ms, q)) for q in qs} if len(ms) else {}
 
 
 def _post(url: str, timeout: float = 60) -> tuple[str, float]:
@@ -98,23 +104,33 @@ class Watch:
             self.stop.wait(0.5)
 
     def summary(self) -> dict:
-        ms = np.asarray(self.health) * 1000
-        return {"health_checks": len(ms), "health_errors": self.health_errors,
-                "health_p50_ms": float(np.percentile(ms, 50)) if len(ms) else None,
-                "health_p99_ms": float(np.percentile(ms, 99)) if len(ms) else None,
-                "health_max_ms": float(ms.max()) if len(ms) else None,
+        p = percentiles(self.health, (50, 99))
+        return {"health_checks": len(self.health), "health_errors": self.health_errors,
+                "health_p50_ms": p.get("p50_ms"), "health_p99_ms": p.get("p99_ms"),
+                "health_max_ms": max(self.health) * 1000 if self.health else None,
                 "peak_rss_mb": max(self.rss_mb, default=None)}
 
 
 def outcomes(results: list[tuple[str, float]], seconds: float) -> dict:
     def stats(status):
-        ms = np.asarray([t for s, t in results if s == status]) * 1000
-        return {"count": len(ms), **({"p50_ms": float(np.percentile(ms, 50)), "p99_ms": float(np.percentile(ms, 99)),
-                                      "max_ms": float(ms.max())} if len(ms) else {})}
+        seconds = [t for s, t in results if s == status]
+        return {"count": len(seconds), **percentiles(seconds, (50, 99)),
+                **({"max_ms": max(seconds) * 1000} if seconds else {})}
     others = sorted({s for s, _ in results} - {"200", "503", "connection error"})
     return {"requests": len(results), "seconds": seconds, "accepted": stats("200"), "shed": stats("503"),
             "connection_errors": sum(s == "connection error" for s, _ in results),
             "other": {s: sum(x == s for x, _ in results) for s in others}}
+
+
+def run_threads(target, n: int) -> float:
+    """Seconds until `n` threads running `target` have all finished."""
+    threads = [threading.Thread(target=target) for _ in range(n)]
+    t0 = time.perf_counter()
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    return time.perf_counter() - t0
 
 
 def capacity(url: str, seconds: float, clients: int = 8) -> float:
@@ -127,13 +143,8 @@ def capacity(url: str, seconds: float, clients: int = 8) -> float:
             with lock:
                 done.append(outcome)
 
-    t0 = time.perf_counter()
-    threads = [threading.Thread(target=client) for _ in range(clients)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    return sum(o == "200" for o in done) / (time.perf_counter() - t0)
+    seconds = run_threads(client, clients)
+    return sum(o == "200" for o in done) / seconds
 
 
 def burst(url: str, clients: int) -> dict:

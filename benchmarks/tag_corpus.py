@@ -1,7 +1,7 @@
 """Corpus tagging throughput: `eval.py tag --input --output` on N sentences, one process and
 `torchrun --nproc_per_node P`, and whether the outputs are the same file.
 
-    python benchmarks/tag_corpus.py --model runs/de --data-dir ../shared/data/panx-xtreme \
+    python -m benchmarks.tag_corpus --model runs/de --data-dir ../shared/data/panx-xtreme \
         --sentences 100000 --procs 1 2 --output-dir runs/tag-corpus
 
 The corpus: PAN-X sentences (tokens joined by spaces) from the test-<lang>.tsv files of
@@ -12,17 +12,13 @@ from __future__ import annotations
 
 import argparse
 import filecmp
-import json
 import os
 import subprocess
 import sys
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-
-from benchmarks.throughput_report import cpu_description  # noqa: E402
+from benchmarks.provenance import ROOT, provenance, write_result
 
 
 def write_corpus(data_dir: Path, n: int, path: Path) -> int:
@@ -65,6 +61,7 @@ def main(argv=None) -> int:
     p.add_argument("--output-dir", type=Path, default=Path("runs/tag-corpus"))
     p.add_argument("--extra", nargs=argparse.REMAINDER, default=[], help="more eval.py tag flags, e.g. --quantize int8")
     args = p.parse_args(argv)
+    record = provenance(__file__, sys.argv[1:] if argv is None else argv)
     args.output_dir.mkdir(parents=True, exist_ok=True)
     corpus = args.output_dir / "corpus.txt"
     n = write_corpus(args.data_dir, args.sentences, corpus)
@@ -77,9 +74,8 @@ def main(argv=None) -> int:
         print(f"{procs} process(es): {n} texts in {seconds:.0f} s, {n / seconds:.1f} texts/s", flush=True)
     first = args.output_dir / f"tagged-{args.procs[0]}.jsonl"
     same = all(filecmp.cmp(first, args.output_dir / f"tagged-{q}.jsonl", shallow=False) for q in args.procs[1:])
-    name, flags = cpu_description()
-    report = {"cpu": name, "flags": flags, "sentences": n, "extra": args.extra, "rows": rows, "outputs_identical": same}
-    (args.output_dir / "tag_corpus.json").write_text(json.dumps(report, indent=2))
+    report = {"sentences": n, "extra": args.extra, "rows": rows, "outputs_identical": same}
+    write_result(args.output_dir / "tag_corpus.json", report, record)
     print(f"outputs identical across process counts: {same}")
     return 0
 

@@ -1,8 +1,8 @@
 """Throughput of our encoder against transformers', with the same weights on the same batches.
 
-    python benchmarks/throughput.py --data-dir ../shared/data/panx            # this machine's defaults
-    python benchmarks/throughput.py --sizes xlm-roberta-large --batch-sizes 8 --seq-lens 128
-    python benchmarks/throughput.py --device cuda --sizes xlm-roberta-base --seq-lens 128 256 512
+    python -m benchmarks.throughput --data-dir ../shared/data/panx            # this machine's defaults
+    python -m benchmarks.throughput --sizes xlm-roberta-large --batch-sizes 8 --seq-lens 128
+    python -m benchmarks.throughput --device cuda --sizes xlm-roberta-base --seq-lens 128 256 512
 
 Implementations:
 - `ours`: xlmr.model as the project runs it. Inference at bf16/fp16: the Linear weights cast
@@ -41,24 +41,23 @@ import sys
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+import torch
+from tqdm.auto import tqdm
 
-import torch  # noqa: E402
-from tqdm.auto import tqdm  # noqa: E402
-
-from benchmarks.memory import PeakMemory  # noqa: E402
-from benchmarks.throughput_cells import Batch, Cell, grid_cell, panx_cells  # noqa: E402
-from benchmarks.throughput_report import machine, write_reports  # noqa: E402
-from training.config import TrainConfig  # noqa: E402
-from training.recipe import apply_gradients, build_optimizer, row_sparse_embedding  # noqa: E402
-from runtime.compile import compile_layers  # noqa: E402
-from loaders.panx import TAGS  # noqa: E402
-from xlmr.config import XLMRConfig  # noqa: E402
-from xlmr.keymap import hf_to_ours  # noqa: E402
-from xlmr.model import XLMRForTokenClassification  # noqa: E402
-from runtime.precision import apply_precision, autocast_for, cast_linears_for_inference, cpu_capability, decide  # noqa: E402
-from benchmarks.throughput_runtimes import (FP32_INFERENCE_ONLY, default_impls, fp32_inference_models,  # noqa: E402
-                                            weight_bytes)
+from benchmarks.memory import PeakMemory
+from benchmarks.provenance import provenance, summary
+from benchmarks.throughput_cells import Batch, Cell, grid_cell, panx_cells
+from benchmarks.throughput_report import machine, write_reports
+from benchmarks.throughput_runtimes import FP32_INFERENCE_ONLY, default_impls, fp32_inference_models, weight_bytes
+from loaders.panx import TAGS
+from runtime.compile import compile_layers
+from runtime.precision import apply_precision, autocast_for, cast_linears_for_inference, cpu_capability, decide
+from training.config import TrainConfig
+from training.recipe import apply_gradients, build_optimizer, row_sparse_embedding
+from training.throughput import attention_pairs, model_flops
+from xlmr.config import XLMRConfig
+from xlmr.keymap import hf_to_ours
+from xlmr.model import XLMRForTokenClassification
 
 # Hugging Face configurations of the sizes measured (e5-small is multilingual-e5-small's shape).
 SIZES = {
@@ -74,6 +73,7 @@ SIZES = {
                           "max_position_embeddings": 514, "type_vocab_size": 1, "layer_norm_eps": 1e-5,
                           "pad_token_id": 1},
 }
+clock = time.perf_counter  # a module attribute, so that a test can time steps with a fake clock
 IMPLS = ("ours", "hf-sdpa", "hf-eager", "ours-compiled", "ours-int8", "ort-fp32", "ort-int8")
 DTYPES = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
 AMP_OF = {"fp32": "off", "bf16": "bf16", "fp16": "fp16"}  # the --amp choice of each precision
@@ -145,34 +145,31 @@ class Runner:
         self.optimizer = self.row_grad = None
 
 
-def time_block(runner: Runner, cell: Cell, warmup: int, steps: int, memory: PeakMemory | None) -> tuple[float, int]:
-    """(seconds, real tokens) of `steps` steps after `warmup`; the batches are cycled through."""
+def time_block(runner: Runner, cell: Cell, warmup: int, steps: int, memory: PeakMemory | None) -> tuple[float, int, int]:
+    """(seconds, real tokens, sentences) of `steps` steps after `warmup`; the batches are cycled through."""
     sync = torch.cuda.synchronize if runner.device.type == "cuda" else (lambda: None)
     if memory:
         memory.start()
     for k in range(warmup):
         runner.step(cell.batches[k % len(cell.batches)])
-    seconds, tokens = 0.0, 0
+    seconds, tokens, samples = 0.0, 0, 0
     for k in range(steps):
         b = cell.batches[k % len(cell.batches)]
         sync()
-        t0 = time.perf_counter()
+        t0 = clock()
         runner.step(b)
         sync()
-        seconds += time.perf_counter() - t0
+        seconds += clock() - t0
         tokens += b.tokens
+        samples += b.input_ids.shape[0]
     if memory:
         memory.stop()
-    return seconds, tokens
+    return seconds, tokens, samples
 
 
 def flops_per_step(model: XLMRForTokenClassification, b: Batch, mode: str) -> float:
-    """Model FLOPs of one step over the real tokens: per token 2N + 4LHT forward, three times
-    that with the backward (6N + 12LHT); N the parameters that multiply, T the padded length."""
-    c = model.config
-    n = sum(p.numel() for name, p in model.named_parameters() if "embeddings" not in name)
-    per_token = 2 * n + 4 * c.num_hidden_layers * c.hidden_size * b.input_ids.shape[1]
-    return b.tokens * per_token * (3 if mode == "train" else 1)
+    """Model FLOPs of one step over the batch's real tokens (training.throughput.model_flops)."""
+    return model_flops(model, b.tokens, attention_pairs(b.attention_mask), training=mode == "train")
 
 
 def measure_cell(models: dict, cell: Cell, mode: str, precision: str, args, device, bar) -> list[dict]:
@@ -180,24 +177,24 @@ def measure_cell(models: dict, cell: Cell, mode: str, precision: str, args, devi
     steps = max(args.steps, len(cell.batches))  # a PAN-X block goes through all its batches
     impls = [i for i in args.impls if i in models]
     memories = {impl: PeakMemory(device) for impl in impls}
-    blocks = {impl: [] for impl in impls}  # (seconds, tokens) per block
+    blocks = {impl: [] for impl in impls}  # (seconds, tokens, sentences) per block
     for r in range(args.rounds):
         for impl in impls if r % 2 == 0 else reversed(impls):
             runner = Runner(impl, models[impl], mode, DTYPES[precision], device)
             blocks[impl].append(time_block(runner, cell, args.warmup, steps, memories[impl] if r == 0 else None))
             runner.close()
             bar.update(1)
-    best = {impl: min(b, key=lambda st: st[0] / st[1]) for impl, b in blocks.items()}
+    best = {impl: min(b, key=lambda block: block[0] / block[1]) for impl, b in blocks.items()}
     ours = models["ours"] if "ours" in models else next(iter(models.values()))
     flops = sum(flops_per_step(ours, cell.batches[k % len(cell.batches)], mode) for k in range(steps))
     batch, seq = cell.shape()
     rows = []
-    for impl, (seconds, tokens) in best.items():
+    for impl, (seconds, tokens, samples) in best.items():
         weights = weight_bytes(models[impl])
         rows.append({"mode": mode, "precision": precision, "cell": cell.name, "batch": batch, "seq": seq,
-                     "impl": impl, "tokens_per_s": tokens / seconds, "tflops": flops / seconds / 1e12,
-                     "peak_mb": memories[impl].peak_mb(weights), "seconds": seconds, "steps": steps,
-                     "blocks_tokens_per_s": [t / s for s, t in blocks[impl]]})
+                     "impl": impl, "tokens_per_s": tokens / seconds, "samples_per_s": samples / seconds,
+                     "tflops": flops / seconds / 1e12, "peak_mb": memories[impl].peak_mb(weights),
+                     "seconds": seconds, "steps": steps, "blocks_tokens_per_s": [t / s for s, t, _ in blocks[impl]]})
     return rows
 
 
@@ -237,9 +234,10 @@ def parse_args(argv=None):
 def main(argv=None) -> int:
     args = parse_args(argv)
     device = torch.device(args.device)
+    record = provenance(__file__, sys.argv[1:] if argv is None else argv, device)
     precisions = args.precisions or supported_precisions(device)
     info = machine(device, precisions)
-    print(info["summary"])
+    print(summary(record) + info["summary"])
     panx = panx_cells(args.data_dir, args.spm, args.panx_batches) if args.data_dir else {}
     vocab = min(SIZES[size]["vocab_size"] for size in args.sizes)  # random ids valid for every size
     grid = [] if args.no_grid else [(b, t) for b in args.batch_sizes for t in args.seq_lens]
@@ -275,9 +273,9 @@ def main(argv=None) -> int:
                     for cell in cells[mode]:
                         bar.set_postfix_str(f"{size} {precision} {mode} {cell.name}")
                         rows += [r | {"size": size} for r in measure_cell(in_mode, cell, mode, precision, args, device, bar)]
-                        write_reports(args.output_dir, info, rows, vars(args), png=False)  # partial results survive a stop
+                        write_reports(args.output_dir, record, info, rows, vars(args), png=False)  # partial results survive a stop
             del ours, hf, models, extra
-    write_reports(args.output_dir, info, rows, vars(args))
+    write_reports(args.output_dir, record, info, rows, vars(args))
     print((args.output_dir / "throughput.md").read_text())
     return 0
 

@@ -1,4 +1,4 @@
-"""What `benchmarks/throughput.py` writes: the machine it ran on, and its rows as Markdown, JSON and
+"""What `python -m benchmarks.throughput` writes: the device's peak, and its rows as Markdown, JSON and
 a PNG of tokens/s against sequence length.
 
 Columns, per cell:
@@ -6,9 +6,9 @@ Columns, per cell:
 - ours/x: ours' tok/s over x's: above 1.0x ours is faster (and ours-int8/ort-int8 likewise). With several rounds, "(k/n)" after it
   says in how many of the n rounds ours' block beat x's block of the same round: blocks of one
   round run next to each other in time, so this count does not depend on a lucky block;
-- TFLOP/s: model FLOPs per second (per real token 2N + 4LHT for inference, 6N + 12LHT for a
-  training step; N the parameters that multiply, without the embeddings; L layers, H hidden
-  size, T the padded length);
+- TFLOP/s: model FLOPs per second (training.throughput.model_flops, the count the training
+  log's MFU uses: per real token 2N + 4LHT for inference, 6N + 12LHT for a training step; N the
+  parameters that multiply, without the embeddings; L layers, H hidden size, T the padded length);
 - MFU: that over the device's peak for the precision: the measured peak (the best large matrix
   product in that dtype on this device; for fp32 on a CPU the best of PyTorch, oneDNN, numpy and
   ONNX Runtime, named in the header: benchmarks/gemm_peak.py) and, on GPUs with a known datasheet, the datasheet's;
@@ -16,20 +16,15 @@ Columns, per cell:
 """
 from __future__ import annotations
 
-import platform
-import shlex
-import sys
 from collections import defaultdict
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+import torch
 
-import torch  # noqa: E402
-
-from benchmarks.gemm_peak import SHAPES, measure  # noqa: E402
-from evaluation.plots import pyplot, save_figure  # noqa: E402
-from evaluation.reports import write_json_atomic, write_text_atomic  # noqa: E402
-from runtime.precision import matmul_gflops  # noqa: E402
+from benchmarks.gemm_peak import SHAPES, measure
+from benchmarks.provenance import write_result
+from evaluation.plots import pyplot, save_figure
+from runtime.precision import matmul_gflops
 
 # Dense tensor-core TFLOP/s from the vendors' datasheets (fp32: without TF32).
 DATASHEET_TFLOPS = {
@@ -39,7 +34,6 @@ DATASHEET_TFLOPS = {
     "H100 SXM": {"bf16": 989, "fp16": 989, "fp32": 67},
     "A100": {"bf16": 312, "fp16": 312, "fp32": 19.5},
 }
-CPU_FLAGS = ("avx2", "avx512f", "avx512_bf16", "avx512_fp16", "amx_tile", "amx_bf16")
 DTYPE = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
 
 
@@ -51,23 +45,9 @@ def datasheet_name(gpu: str) -> str | None:
     return "A100" if "A100" in gpu else None
 
 
-def cpu_description() -> tuple[str, list[str]]:
-    """(model name, the low-precision flags it has) from /proc/cpuinfo."""
-    name, flags = platform.processor() or "unknown CPU", set()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            key, _, value = line.partition(":")
-            if key.strip() == "model name":
-                name = value.strip()
-            elif key.strip() == "flags":
-                flags = set(value.split())
-    except OSError:
-        pass
-    return name, [f for f in CPU_FLAGS if f in flags]
-
-
 def machine(device: torch.device, precisions: list[str]) -> dict:
-    """The device, its flags and its measured matmul peak per precision (TFLOP/s)."""
+    """The device's measured matmul peak per precision (TFLOP/s), which library's product set
+    the fp32 one, and on a known GPU its datasheet's."""
     n, repeats = (8192, 10) if device.type == "cuda" else (2048, 5)
     peaks = {p: matmul_gflops(DTYPE[p], n, repeats, device) / 1e3 for p in precisions}
     source = f"torch {n}x{n}"
@@ -78,25 +58,13 @@ def machine(device: torch.device, precisions: list[str]) -> dict:
                    key=lambda x: x[0])
         if best[0] / 1e3 > peaks["fp32"]:
             peaks["fp32"], source = best[0] / 1e3, best[1]
-    info = {"device": device.type, "torch": torch.__version__, "peak_tflops": peaks, "peak_source": source}
-    try:
-        import transformers
-        info["transformers"] = transformers.__version__
-    except ImportError:
-        info["transformers"] = None
+    info = {"device": device.type, "peak_tflops": peaks, "peak_source": source}
     if device.type == "cuda":
-        info["name"] = torch.cuda.get_device_name(device)
-        sheet = datasheet_name(info["name"])
-        info["datasheet"] = sheet
-        info["datasheet_tflops"] = DATASHEET_TFLOPS.get(sheet)
-        hardware = f"{info['name']} (datasheet row: {sheet or 'none known'})"
-    else:
-        info["name"], info["flags"] = cpu_description()
-        info["threads"] = torch.get_num_threads()
-        hardware = f"{info['name']}, {info['threads']} threads, flags: {' '.join(info['flags']) or 'none of ' + ', '.join(CPU_FLAGS)}"
+        info["datasheet"] = datasheet_name(torch.cuda.get_device_name(device))
+        info["datasheet_tflops"] = DATASHEET_TFLOPS.get(info["datasheet"])
     measured = ", ".join(f"{p} {t:.2f}" for p, t in peaks.items())
-    info["summary"] = (f"{hardware}\ntorch {info['torch']}, transformers {info['transformers']}; "
-                       f"measured matmul peak, TFLOP/s: {measured} (fp32: {source})")
+    info["summary"] = (f"Measured matmul peak, TFLOP/s: {measured} (fp32: {source})"
+                       + (f"; datasheet row: {info['datasheet'] or 'none known'}" if device.type == "cuda" else ""))
     return info
 
 
@@ -142,10 +110,10 @@ def ratio(ours: dict | None, other: dict | None) -> str:
     return text
 
 
-def markdown(info: dict, rows: list[dict], args: dict, argv: list[str]) -> str:
+def markdown(info: dict, rows: list[dict], args: dict) -> str:
+    """The tables, under the title and the peak (write_result puts the provenance above them)."""
     impls = list(args["impls"])
-    lines = ["# Encoder throughput: ours against transformers", "", info["summary"].replace("\n", "  \n"), "",
-             "Command: `python benchmarks/throughput.py " + " ".join(map(shlex.quote, argv)) + "`", ""]
+    lines = ["# Encoder throughput: ours against transformers", "", info["summary"], ""]
     for mode in args["modes"]:
         for precision in info["peak_tflops"]:
             chosen = [r for r in rows if r["mode"] == mode and r["precision"] == precision]
@@ -193,20 +161,20 @@ def plot(path: Path, rows: list[dict]) -> bool:
     return True
 
 
-def write_reports(out: Path, info: dict, rows: list[dict], args: dict, png: bool = True, argv=None) -> None:
-    out.mkdir(parents=True, exist_ok=True)
+def write_reports(out: Path, record: dict, info: dict, rows: list[dict], args: dict, png: bool = True) -> None:
+    """throughput.json and .md (each with the run's provenance) and throughput.png in `out`."""
     args = {k: (str(v) if isinstance(v, Path) else v) for k, v in args.items()}
-    argv = sys.argv[1:] if argv is None else argv
-    write_json_atomic(out / "throughput.json", {"machine": info, "args": args, "argv": argv, "rows": rows})
-    write_text_atomic(out / "throughput.md", markdown(info, rows, args, argv))
+    write_result(out / "throughput.json", {"machine": info, "args": args, "rows": rows}, record,
+                 markdown(info, rows, args))
     if png:
         plot(out / "throughput.png", rows)
 
 
 if __name__ == "__main__":
-    # python benchmarks/throughput_report.py runs/throughput/throughput.json: the Markdown and the
-    # PNG written again from a run's JSON, in its folder.
+    # python -m benchmarks.throughput_report runs/throughput/throughput.json: the Markdown and the
+    # PNG written again from a run's JSON, in its folder, with the provenance it recorded.
     import json
+    import sys
 
     saved = json.loads(Path(sys.argv[1]).read_text())
-    write_reports(Path(sys.argv[1]).parent, saved["machine"], saved["rows"], saved["args"], argv=saved["argv"])
+    write_reports(Path(sys.argv[1]).parent, saved["provenance"], saved["machine"], saved["rows"], saved["args"])

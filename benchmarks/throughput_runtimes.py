@@ -10,6 +10,8 @@ import torch
 
 from runtime.inference import ready_for_inference
 
+from benchmarks.onnx_runtime import available, exported_sessions
+
 FP32_INFERENCE_ONLY = ("ours-int8", "ort-fp32", "ort-int8")
 BASE_IMPLS = ("ours", "hf-sdpa", "hf-eager")
 
@@ -35,30 +37,6 @@ class RandomIds:
         return [0] + torch.randint(3, self.vocab, (len(text.split()),), generator=self.g).tolist() + [2]
 
 
-def onnx_sessions(ours, folder: Path, impls) -> dict:
-    """ONNX Runtime sessions of ours' weights: fp32 from our export, int8 from ONNX Runtime's
-    dynamic quantization of it."""
-    import onnxruntime as ort
-    from onnxruntime.quantization import QuantType, quantize_dynamic
-
-    from runtime.onnx_export import export_onnx
-
-    fp32 = export_onnx(ours.eval(), folder)
-    files = {"ort-fp32": fp32}
-    if "ort-int8" in impls:
-        files["ort-int8"] = folder / "model-int8.onnx"
-        quantize_dynamic(fp32, files["ort-int8"], weight_type=QuantType.QInt8)
-    options = ort.SessionOptions()
-    options.intra_op_num_threads = torch.get_num_threads()
-    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-    sessions = {}
-    for impl, file in files.items():
-        if impl in impls:
-            sessions[impl] = ort.InferenceSession(str(file), options, providers=["CPUExecutionProvider"])
-            sessions[impl].onnx_bytes = file.stat().st_size
-    return sessions
-
-
 def fp32_inference_models(ours, size: str, args, device) -> dict:
     """The implementations that only run in the fp32 inference tables, for one size."""
     asked = [i for i in FP32_INFERENCE_ONLY if i in args.impls]
@@ -70,7 +48,7 @@ def fp32_inference_models(ours, size: str, args, device) -> dict:
         models["ours-int8"] = ready_for_inference(copy.deepcopy(ours), device, "off", "int8", RandomIds(ours))[0]
     if any(i.startswith("ort") for i in asked):
         with tempfile.TemporaryDirectory() as folder:  # sessions keep what they need in memory
-            models |= onnx_sessions(ours, Path(folder), asked)
+            models |= exported_sessions(ours, Path(folder), asked)
     return models
 
 
@@ -78,9 +56,5 @@ def default_impls(device: torch.device) -> list[str]:
     """transformers' two attentions; on a CPU also ONNX Runtime (when installed) and our int8."""
     impls = list(BASE_IMPLS)
     if device.type == "cpu":
-        try:
-            import onnxruntime  # noqa: F401
-            impls += ["ours-int8", "ort-fp32", "ort-int8"]
-        except ImportError:
-            impls += ["ours-int8"]
+        impls += ["ours-int8"] + (["ort-fp32", "ort-int8"] if available() else [])
     return impls

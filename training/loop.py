@@ -43,6 +43,7 @@ from .prepare import (check_data_flags, check_output_dir, decide_precision, load
 from .recipe import apply_gradients, build_optimizer, epoch_batches, linear_schedule, row_sparse_embedding
 from .row_adamw import RowAdamW
 from .state import MetricsLog, TrainState, load_state, resumable_state, save_state
+from .throughput import attention_pairs
 
 
 @dataclass
@@ -180,6 +181,7 @@ def train_step(run: Run, global_batch: list[int], columns, collate) -> tuple[flo
         loss_total += loss_sum.detach()
         state.tokens += int(mb["attention_mask"].sum())
         state.padded_tokens += mb["input_ids"].numel()
+        state.attention_pairs += attention_pairs(mb["attention_mask"])
     if run.world > 1:
         dist.all_reduce(loss_total)
     step_loss = (loss_total / n_labelled).item()

@@ -30,6 +30,7 @@ class TrainState:
     train_seconds: float = 0.0  # time in training steps (validation and saving excluded)
     tokens: int = 0  # real tokens seen
     padded_tokens: int = 0  # positions computed, padding included
+    attention_pairs: int = 0  # (query, key) pairs of the real tokens: attention's share of the model FLOPs
     samples: int = 0
     # The precision decided when the run started (runtime.precision.Precision.record()), kept for
     # --resume: {"amp": "bf16" | "fp16" | "fp32", "reason": ..., "attention_by_matmul": ...}.
