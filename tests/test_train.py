@@ -58,12 +58,9 @@ def cli(args, **kw):
                           text=True, **kw)
 
 
-@pytest.mark.parametrize("checkpoint", ["best", "average"])
-def test_resume_after_sigkill_equals_uninterrupted(tiny, small_panx, tmp_path, checkpoint):
-    common = ("--epochs", "2", "--save-steps", "2", "--keep-last", "--checkpoint", checkpoint)
-    # With an average, the kill falls in the second epoch: the first epoch's share of the
-    # average must come back from last/.
-    kill_epoch = 1 if checkpoint == "average" else 0
+def test_resume_after_sigkill_equals_uninterrupted(tiny, small_panx, tmp_path):
+    common = ("--epochs", "2", "--save-steps", "2", "--keep-last")
+    kill_epoch = 0
     full = cli(run_args(tiny, small_panx, tmp_path / "a", *common))
     assert full.returncode == 0, full.stderr
 
@@ -86,8 +83,7 @@ def test_resume_after_sigkill_equals_uninterrupted(tiny, small_panx, tmp_path, c
     resumed = cli(run_args(tiny, small_panx, tmp_path / "b", *common, "--resume", str(tmp_path / "b")))
     assert resumed.returncode == 0, resumed.stderr
     assert "resuming" in resumed.stdout
-    names = ["model.safetensors", "last/model.safetensors"] + (["best-epoch/model.safetensors"] if checkpoint == "average" else [])
-    for name in names:
+    for name in ["model.safetensors", "last/model.safetensors"]:
         a, b = load_file(tmp_path / "a" / name), load_file(tmp_path / "b" / name)
         for key in a:
             assert torch.equal(a[key], b[key]), (name, key)
@@ -215,35 +211,6 @@ def test_frozen_embeddings_stay_as_pretrained(tiny, small_panx, tmp_path):
     word = next(k for k in before if k.endswith("word.weight"))
     assert torch.equal(before[word], after[word])
     assert not torch.equal(before["classifier.weight"], after["classifier.weight"])  # the rest trained
-
-
-def test_average_checkpoint_is_the_mean_of_the_epochs(tiny, small_panx, tmp_path, monkeypatch):
-    """--checkpoint average keeps the mean of the weights at each epoch's end (captured here as
-    the loop validates them) and the best epoch's weights in best-epoch/."""
-    seen = []
-    validate = loop.validate_and_checkpoint
-
-    def capture(run, epoch):
-        validate(run, epoch)  # after it: the sparse optimizer has settled every embedding row's decay
-        seen.append({k: v.detach().clone().float() for k, v in run.model.state_dict().items()})
-
-    monkeypatch.setattr(loop, "validate_and_checkpoint", capture)
-    args = train_loop.build_parser().parse_args(run_args(tiny, small_panx, tmp_path / "avg", "--epochs", "3",
-                                                         "--checkpoint", "average"))
-    results = loop.train(train_loop.config_from(args))
-    assert len(seen) == 3 and results["average"]["epochs"] == 3
-    kept = load_file(tmp_path / "avg" / "model.safetensors")
-    best = load_file(tmp_path / "avg" / "best-epoch" / "model.safetensors")
-    for key, value in kept.items():
-        mean = torch.stack([s[key] for s in seen]).mean(0)
-        assert torch.allclose(value.float(), mean, atol=1e-6), key
-        assert torch.equal(best[key].float(), seen[results["best_epoch"] - 1][key]), key
-    assert not torch.equal(kept["classifier.weight"], best["classifier.weight"])
-    # The kept checkpoint is what was tested, and its validation F1 is recorded beside the epochs'.
-    assert 0.0 <= results["average"]["val_f1"] <= 1.0
-    assert json.loads((tmp_path / "avg" / "results.json").read_text())["checkpoint"] == "average"
-    # German words put labels on '▁' pieces only, so decoding makes up for glued pieces.
-    assert json.loads((tmp_path / "avg" / "config.json").read_text())["glued_pieces_labelled"] is False
 
 
 def test_labels_on_every_sub_word_are_recorded_for_decoding(tiny, small_panx, tmp_path):

@@ -14,7 +14,6 @@ from xlmr.precision import AMP_CHOICES
 from xlmr.tokenizer import UNSPACED
 
 DEFAULT_MODEL = "xlm-roberta-base"
-CHECKPOINTS = ("best", "average")  # see training/averaging.py
 
 
 class RunError(Exception):
@@ -63,10 +62,6 @@ class TrainConfig:
     freeze_embeddings: bool = field(default=False, metadata={
         "help": "keep the pretrained word embeddings fixed: fine-tuning on one language moves only the rows of its "
                 "own sub-words, away from the other languages' (and a step is faster)"})
-    checkpoint: str = field(default="best", metadata={
-        "choices": CHECKPOINTS, "help": "the weights a run keeps: best = the epoch with the best validation F1 (the "
-        "book's), average = the mean of every epoch's end weights (checkpoint averaging; the best epoch is then "
-        "kept in best-epoch/)"})
     head: str = field(default="linear", metadata={
         "choices": ("linear", "crf"), "help": "linear = each word's cross-entropy (the book's); crf = a linear-chain "
         "CRF on top, trained on each sentence's likelihood, whose learnt transitions then decode (xlmr/crf.py)"})

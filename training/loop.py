@@ -5,7 +5,6 @@
       for each epoch:
         train_epoch(run, epoch)       train_step per global batch; the state saved every --save-steps
         validate_and_checkpoint(run)  validation F1; the best epoch's weights kept
-      keep_average(run)               --checkpoint average: the epochs' mean becomes the checkpoint
       fit_transitions(run, best)      the tag-transition prior, its weight chosen on validation
       test_best(run, best)            the kept weights on every --eval-langs test set
       finish(run, tests)              results.json, clean-up
@@ -30,9 +29,8 @@ from evaluation.predict import evaluate
 from loaders.align import IGNORE
 from loaders.collate import PaddingCollator
 from xlmr.compile import bucket_multiple, compile_if_chosen
-from .averaging import WeightAverage
 from .embedding_grad import RowSparseGrad
-from .finish import finish, fit_transitions, keep_average, kept_model, test_best
+from .finish import finish, fit_transitions, kept_model, test_best
 from xlmr.precision import autocast_for, dtype_named
 from xlmr.tokenizer import XLMRTokenizer
 from xlmr.weights import load_model, save_model, tokenizer_file_in
@@ -71,7 +69,6 @@ class Run:
     total_steps: int
     log: MetricsLog
     state: TrainState
-    average: WeightAverage | None  # --checkpoint average: the mean of the epochs' end weights
 
     @property
     def is_main(self) -> bool:
@@ -83,13 +80,7 @@ class Run:
         return self.world * self.cfg.grad_accum
 
     def save(self) -> None:
-        save_state(self.out / "last", self.model, self.optimizer, self.scheduler, self.scaler, asdict(self.state),
-                   self.average)
-
-    @property
-    def best_folder(self) -> Path:
-        """Where the best epoch's weights go: the run's checkpoint, or best-epoch/ beside the average."""
-        return self.out / "best-epoch" if self.cfg.checkpoint == "average" else self.out
+        save_state(self.out / "last", self.model, self.optimizer, self.scheduler, self.scaler, asdict(self.state))
 
 
 def setup(cfg: TrainConfig) -> Run:
@@ -140,13 +131,10 @@ def setup(cfg: TrainConfig) -> Run:
               train_set, val_set, test_sets, amp_dtype, amp_reason, compile_reason,
               torch.amp.GradScaler(device.type) if amp_dtype == torch.float16 else None,
               optimizer, linear_schedule(optimizer, int(cfg.warmup_ratio * total_steps), total_steps),
-              word_grad, lengths, total_steps, None, TrainState(precision=precision),
-              WeightAverage() if cfg.checkpoint == "average" else None)
+              word_grad, lengths, total_steps, None, TrainState(precision=precision))
     if cfg.resume:
         saved = load_state(resumable_state(Path(cfg.resume)), model, optimizer, run.scheduler, run.scaler)
-        run.state = TrainState(**saved)
-        if run.average is not None:
-            run.average = WeightAverage.load(resumable_state(Path(cfg.resume)))
+        run.state = TrainState.from_saved(saved)
         if run.is_main:
             print(f"resuming {cfg.resume} at epoch {run.state.epoch + 1}, step {run.state.step}")
     run.log = MetricsLog(out / "metrics.jsonl", run.is_main, run.state.step if cfg.resume else None)
@@ -240,11 +228,9 @@ def validate_and_checkpoint(run: Run, epoch: int) -> None:
     if run.is_main:
         print(f"epoch {epoch + 1}: validation loss {val['loss']:.4f}, F1 {val['f1']:.4f}")
         if val["f1"] > state.best_f1:
-            save_model(run.model, run.best_folder, tokenizer_file=run.tokenizer_file)
+            save_model(run.model, run.out, tokenizer_file=run.tokenizer_file)
     if val["f1"] > state.best_f1:
         state.best_f1, state.best_epoch = val["f1"], epoch + 1
-    if run.average is not None:
-        run.average.add(run.model)
     state.epoch, state.batch = epoch + 1, 0
     if run.is_main:
         run.save()
@@ -261,7 +247,6 @@ def train(cfg: TrainConfig) -> dict:
     for epoch in range(run.state.epoch, cfg.epochs):
         train_epoch(run, epoch)
         validate_and_checkpoint(run, epoch)
-    keep_average(run)
     best = kept_model(run)
     prior = fit_transitions(run, best)
     results = finish(run, test_best(run, best), prior)
