@@ -37,9 +37,6 @@ class TrainConfig:
     batch_size: int = field(default=24, metadata={"help": "sentences per optimizer step, over all processes"})
     eval_batch_size: int = 64
     lr: float = 5e-5
-    lr_decay: float = field(default=1.0, metadata={
-        "help": "layer-wise learning-rate decay: the head trains at --lr, the top encoder layer at lr x d, the one "
-                "below at lr x d^2, ..., the embeddings at lr x d^(layers+1) (1.0: one rate for all, the book's)"})
     weight_decay: float = 0.01
     warmup_ratio: float = 0.0
     max_grad_norm: float = 1.0

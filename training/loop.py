@@ -90,8 +90,6 @@ def setup(cfg: TrainConfig) -> Run:
     if cfg.batch_size % (world * cfg.grad_accum):
         raise RunError(f"--batch-size {cfg.batch_size} must be divisible by processes x --grad-accum "
                        f"({world} x {cfg.grad_accum})")
-    if not 0 < cfg.lr_decay <= 1:
-        raise RunError(f"--lr-decay {cfg.lr_decay}: must be in (0, 1]; 1 gives every layer --lr")
     if cfg.resume and resumable_state(Path(cfg.resume)) is None:
         raise RunError(f"nothing to resume in {cfg.resume}: no last/state.json")
     if rank == 0:
@@ -197,7 +195,7 @@ def train_epoch(run: Run, epoch: int) -> None:
         state.step += 1
         state.batch = b + 1
         state.samples += len(batches[b])
-        group = run.optimizer.param_groups[0]  # --lr on the schedule (groups may scale it: --lr-decay, a CRF)
+        group = run.optimizer.param_groups[0]  # --lr on the schedule (a group may scale it: a CRF's)
         lr = cfg.lr * group["lr"] / group["initial_lr"] if group["initial_lr"] else 0.0
         bar.update(1)
         bar.set_postfix(loss=f"{step_loss:.4f}", lr=f"{lr:.2e}")

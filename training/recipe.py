@@ -36,39 +36,19 @@ def row_sparse_embedding(model, world: int) -> RowSparseGrad | None:
 CRF_LR_FACTOR = 100
 
 
-def layer_depth(name: str, n_layers: int) -> int:
-    """0 for the embeddings, i + 1 for encoder layer i, n_layers + 1 for the rest (the head)."""
-    parts = name.split(".")
-    if "embeddings" in parts:
-        return 0
-    if "layers" in parts:
-        return int(parts[parts.index("layers") + 1]) + 1
-    return n_layers + 1
-
-
 def parameter_groups(model, cfg: TrainConfig) -> list[dict]:
-    """The Trainer's groups (no weight decay on biases and LayerNorm weights), each split by depth
-    when `cfg.lr_decay` < 1: a parameter `k` steps below the head gets lr x decay^k. The lower
-    layers hold most of what pretraining learnt about all languages; fine-tuning on one language
-    moves them less that way. A CRF's scores get a group of their own at CRF_LR_FACTOR x lr."""
-    by_depth = cfg.lr_decay != 1.0
-    # Only a decay reads our layer names; the benchmarks also build this for transformers' model.
-    n_layers = len(model.encoder.layers) if by_depth else 0
-    groups: dict[tuple[int, bool], dict] = {}
+    """The Trainer's groups: weight decay except on biases and LayerNorm weights. A CRF's scores
+    get a group of their own at CRF_LR_FACTOR x lr, without weight decay."""
+    groups: dict[str, dict] = {}
     for name, p in model.named_parameters():
-        if not p.requires_grad:  # a frozen word embedding is left out
-            continue
         if name.startswith("crf."):
-            groups.setdefault((n_layers + 2, False), {"params": [], "weight_decay": 0.0,
-                                                      "lr": cfg.lr * CRF_LR_FACTOR})["params"].append(p)
-            continue
-        decays = not (name.endswith(".bias") or "norm." in name)
-        depth = layer_depth(name, n_layers) if by_depth else n_layers + 1
-        group = groups.setdefault((depth, decays), {
-            "params": [], "weight_decay": cfg.weight_decay if decays else 0.0,
-            "lr": cfg.lr * cfg.lr_decay ** (n_layers + 1 - depth)})
-        group["params"].append(p)
-    return [groups[k] for k in sorted(groups, key=lambda k: (not k[1], k[0]))]
+            kind, group = "crf", {"weight_decay": 0.0, "lr": cfg.lr * CRF_LR_FACTOR}
+        elif name.endswith(".bias") or "norm." in name:
+            kind, group = "no_decay", {"weight_decay": 0.0, "lr": cfg.lr}
+        else:
+            kind, group = "decay", {"weight_decay": cfg.weight_decay, "lr": cfg.lr}
+        groups.setdefault(kind, {"params": [], **group})["params"].append(p)
+    return [groups[k] for k in ("decay", "no_decay", "crf") if k in groups]
 
 
 def build_optimizer(model, cfg: TrainConfig, row_grad: RowSparseGrad | None = None) -> torch.optim.Optimizer:
