@@ -56,9 +56,6 @@ class TrainConfig:
     random_batches: bool = field(default=False, metadata={"help": "plain shuffled batches instead of length-grouped ones"})
     label_all_subwords: bool = field(default=False, metadata={
         "help": "label every sub-word (I- form) instead of the first"})
-    freeze_embeddings: bool = field(default=False, metadata={
-        "help": "keep the pretrained word embeddings fixed: fine-tuning on one language moves only the rows of its "
-                "own sub-words, away from the other languages' (and a step is faster)"})
     head: str = field(default="linear", metadata={
         "choices": ("linear", "crf"), "help": "linear = each word's cross-entropy (the book's); crf = a linear-chain "
         "CRF on top, trained on each sentence's likelihood, whose learnt transitions then decode (xlmr/crf.py)"})

@@ -117,10 +117,7 @@ def setup(cfg: TrainConfig) -> Run:
     precision = decide_precision(cfg, device, world)
     amp_dtype, amp_reason = dtype_named(precision["amp"]), precision["reason"]
     _, compile_reason = compile_if_chosen(model, cfg.compile, device)
-    if cfg.freeze_embeddings:
-        # The pretrained word vectors stay as they are; see TrainConfig.freeze_embeddings.
-        model.encoder.embeddings.word.weight.requires_grad_(False)
-    word_grad = None if cfg.freeze_embeddings else row_sparse_embedding(model, world)
+    word_grad = row_sparse_embedding(model, world)
     optimizer = build_optimizer(model, cfg, word_grad)
     lengths = [len(x) for x in train_set["input_ids"]]
     total_steps = len(epoch_batches(cfg, lengths, 0, world * cfg.grad_accum)) * cfg.epochs
