@@ -10,21 +10,15 @@ import warnings
 
 from datasets import DatasetDict
 
-from xlmr.decoding import inside_ids
 from xlmr.model import IGNORE_INDEX
 from xlmr.tokenizer import XLMRTokenizer
 
 IGNORE = IGNORE_INDEX
 
 
-def align_labels(word_ids: list[int | None], word_labels: list[int], label_all_subwords: bool = False,
-                 inside: list[int] | None = None, word_heads: list[int] | None = None) -> list[int]:
+def align_labels(word_ids: list[int | None], word_labels: list[int], word_heads: list[int] | None = None) -> list[int]:
     """Token labels from word labels: each word's tag on its head (Encoding.word_heads; its first
-    sub-word when not given). With `label_all_subwords`, the word's later sub-words are labelled
-    too, with the I- form of its tag (`inside`, from the label list: a B- entity continues inside
-    the word); a bare '▁' before the head stays -100."""
-    if label_all_subwords and inside is None:
-        raise ValueError("label_all_subwords needs the label list's inside ids")
+    sub-word when not given)."""
     if word_heads is None:
         word_heads = _first_positions(word_ids, len(word_labels))
     head_of = {h: w for w, h in enumerate(word_heads) if h >= 0 and word_ids[h] == w}
@@ -34,8 +28,6 @@ def align_labels(word_ids: list[int | None], word_labels: list[int], label_all_s
             labels.append(IGNORE)
         elif t in head_of:
             labels.append(word_labels[head_of[t]])
-        elif label_all_subwords and 0 <= word_heads[w] < t:
-            labels.append(inside[word_labels[w]])
         else:
             labels.append(IGNORE)
     return labels
@@ -59,12 +51,12 @@ def label_names(ds) -> list[str]:
 
 
 def encode_ner(ds: DatasetDict, tokenizer: XLMRTokenizer, max_length: int = 512,
-                label_all_subwords: bool = False, unspaced: str = "runs") -> DatasetDict:
+               unspaced: str = "runs") -> DatasetDict:
     """Adds input_ids, labels, word_ids (-1 for special tokens) and word_heads (the token that
     carries each word's label) and word_glued (its piece has no '▁'; see Encoding) to every split. Runs of Han/kana words are tokenised
     as one string unless unspaced="words"; a piece then carries the tag of the word it starts in.
     Sentences longer than max_length are truncated, never dropped, and counted in a warning."""
-    inside = inside_ids(label_names(ds))
+    label_names(ds)  # the splits must agree on their labels
     truncated = []
 
     def encode(batch):
@@ -72,7 +64,7 @@ def encode_ner(ds: DatasetDict, tokenizer: XLMRTokenizer, max_length: int = 512,
         truncated.extend(e.truncated for e in encodings if e.truncated)
         return {
             "input_ids": [e.input_ids for e in encodings],
-            "labels": [align_labels(e.word_ids, tags, label_all_subwords, inside, e.word_heads)
+            "labels": [align_labels(e.word_ids, tags, e.word_heads)
                        for e, tags in zip(encodings, batch["ner_tags"])],
             "word_ids": [[-1 if w is None else w for w in e.word_ids] for e in encodings],
             "word_heads": [e.word_heads for e in encodings],

@@ -54,8 +54,6 @@ class TrainConfig:
         "help": "PAN-X test sets to score the best epoch on (not with --train-file)"})
     full_splits: bool = field(default=False, metadata={"help": "whole PAN-X splits instead of the Swiss-mix subsets"})
     random_batches: bool = field(default=False, metadata={"help": "plain shuffled batches instead of length-grouped ones"})
-    label_all_subwords: bool = field(default=False, metadata={
-        "help": "label every sub-word (I- form) instead of the first"})
     head: str = field(default="linear", metadata={
         "choices": ("linear", "crf"), "help": "linear = each word's cross-entropy (the book's); crf = a linear-chain "
         "CRF on top, trained on each sentence's likelihood, whose learnt transitions then decode (xlmr/crf.py)"})

@@ -108,7 +108,7 @@ def setup(cfg: TrainConfig) -> Run:
     with warnings.catch_warnings():  # a head-less encoder is the usual start: said below, not warned
         warnings.filterwarnings("ignore", message=".*has no token-classification head")
         model = load_model(folder, id2label=dict(enumerate(labels)))  # the data's labels, saved with the weights
-    model.config.glued_pieces_labelled = cfg.label_all_subwords or any(any(g) for g in train_set["word_glued"])
+    model.config.glued_pieces_labelled = any(any(g) for g in train_set["word_glued"])
     if model.head_is_new and rank == 0:
         print(f"a new {len(labels)}-label head ({', '.join(labels)}), drawn from --seed {cfg.seed}")
     if cfg.head == "crf" and model.crf is None:

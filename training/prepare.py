@@ -109,14 +109,14 @@ def load_data(cfg: TrainConfig, tokenizer):
             raw["test"] = load_ner_file(cfg.test_file, labels)
         if train_sentences.normalised:
             print(f"{cfg.train_file}: {train_sentences.normalised} tags read as IOB2 (from IOB1 or BIOES)")
-        data = encode_ner(DatasetDict(raw), tokenizer, cfg.max_length, cfg.label_all_subwords, cfg.unspaced)
+        data = encode_ner(DatasetDict(raw), tokenizer, cfg.max_length, cfg.unspaced)
         train, validation = data["train"], data["validation"]
         tests = {Path(cfg.test_file).name: data["test"]} if cfg.test_file else {}
     else:
         labels, cache = list(TAGS), {}
         for lang in dict.fromkeys(cfg.langs + cfg.eval_langs):
             cache[lang] = encode_ner(panx_splits(lang, cfg.data_dir, cfg.full_splits), tokenizer, cfg.max_length,
-                                     cfg.label_all_subwords, cfg.unspaced)
+                                     cfg.unspaced)
         train = concatenate_datasets([cache[lang]["train"] for lang in cfg.langs])
         validation = concatenate_datasets([cache[lang]["validation"] for lang in cfg.langs])
         tests = {lang: cache[lang]["test"] for lang in cfg.eval_langs}
