@@ -220,12 +220,10 @@ def test_the_transition_prior_is_counted_on_training_tags_and_weighted_on_valida
     assert [x for row in prior["follow"] for x in row] == pytest.approx(
         [math.log(c / sum(row)) for row in pairs for c in row])
     # Weight 0 is the plain constrained Viterbi that chose the best epoch: the same validation F1.
-    f1 = {(False, float(w)): v for w, v in prior["validation_f1"].items()}
-    f1 |= {(True, float(w)): v for w, v in prior["validation_f1_open_by_type"].items()}
-    assert sorted(w for t, w in f1 if not t) == sorted(w for t, w in f1 if t) == sorted(WEIGHTS)
-    assert f1[False, 0.0] == pytest.approx(max(e["val_f1"] for e in results["epochs"]))
-    chosen = max(f1, key=lambda k: (f1[k], not k[0], -k[1]))  # the best F1; plain, then the smaller weight, on a tie
-    assert (prior["open_by_type"], prior["weight"]) == chosen
+    f1 = {float(w): v for w, v in prior["validation_f1"].items()}
+    assert sorted(f1) == sorted(WEIGHTS) and "open_by_type" not in prior
+    assert f1[0.0] == pytest.approx(max(e["val_f1"] for e in results["epochs"]))
+    assert prior["weight"] == max(WEIGHTS, key=lambda w: (f1[w], -w))  # the best F1; the smaller weight on a tie
     assert results["transition_prior"]["weight"] == prior["weight"]
     # A run without the prior, fitted after the fact, gets the same prior (the same seed, the same weights).
     args = train_loop.build_parser().parse_args(run_args(tiny, small_panx, tmp_path / "off", "--epochs", "2",
@@ -236,10 +234,3 @@ def test_the_transition_prior_is_counted_on_training_tags_and_weighted_on_valida
     later = json.loads((tmp_path / "off" / "config.json").read_text())["tag_transitions"]
     assert later["weight"] == prior["weight"] and later["start"] == pytest.approx(prior["start"])
     assert load_model(tmp_path / "off").config.tag_transitions["weight"] == prior["weight"]
-    # --opening type keeps opening by type, at the weight that is best for it.
-    assert fit_prior.main([str(tmp_path / "off"), "--opening", "type"]) == 0
-    typed = json.loads((tmp_path / "off" / "config.json").read_text())["tag_transitions"]
-    by_type = {float(w): v for w, v in typed["validation_f1_open_by_type"].items()}
-    assert typed["open_by_type"] is True and typed["validation_f1"] == {}
-    assert by_type == pytest.approx({w: f1[True, w] for w in WEIGHTS})
-    assert typed["weight"] == max(WEIGHTS, key=lambda w: (by_type[w], -w))

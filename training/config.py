@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import MISSING, dataclass, field, fields
 
 from xlmr.compile import COMPILE_CHOICES
-from xlmr.decoding import DECODINGS, OPENINGS
+from xlmr.decoding import DECODINGS
 from xlmr.precision import AMP_CHOICES
 from xlmr.tokenizer import UNSPACED
 
@@ -65,10 +65,6 @@ class TrainConfig:
         "choices": ("fit", "off"), "help": "fit = after training, count tag transitions over the training set and "
         "weight them in Viterbi decoding as validation F1 chooses (default; training/transitions.py), off = the "
         "IOB2 constraints alone"})
-    opening: str = field(default="choose", metadata={
-        "choices": tuple(OPENINGS), "help": "how the fitted prior's Viterbi opens an entity of type X: choose = "
-        "whichever gives the better validation F1 (default), plain = P(B-X) alone, type = P(B-X) + P(I-X), which "
-        "reads a stray I-X the way seqeval's default mode does (docs/zero-shot.md, 'Opening an entity by type')"})
     unspaced: str = field(default="runs", metadata={
         "choices": UNSPACED, "help": "alignment: runs = each run of Han/kana words (PAN-X writes zh and ja a "
         "character per word) tokenised as one string, and a word's label moved off a bare '▁' onto its next piece "
