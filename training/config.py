@@ -10,6 +10,7 @@ from dataclasses import MISSING, dataclass, field, fields
 
 from xlmr.compile import COMPILE_CHOICES
 from xlmr.decoding import DECODINGS
+from xlmr.model import HEADS
 from xlmr.precision import AMP_CHOICES
 from xlmr.tokenizer import UNSPACED
 
@@ -55,7 +56,7 @@ class TrainConfig:
     full_splits: bool = field(default=False, metadata={"help": "whole PAN-X splits instead of the Swiss-mix subsets"})
     random_batches: bool = field(default=False, metadata={"help": "plain shuffled batches instead of length-grouped ones"})
     head: str = field(default="linear", metadata={
-        "choices": ("linear", "crf"), "help": "linear = each word's cross-entropy (the book's); crf = a linear-chain "
+        "choices": HEADS, "help": "linear = each word's cross-entropy (the book's); crf = a linear-chain "
         "CRF on top, trained on each sentence's likelihood, whose learnt transitions then decode (xlmr/crf.py)"})
     decode: str = field(default="viterbi", metadata={
         "choices": DECODINGS, "help": "how word scores become tags in validation and test: viterbi = the best "

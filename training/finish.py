@@ -28,9 +28,9 @@ def kept_model(run):
 
 def fit_transitions(run, best) -> dict | None:
     """The tag-transition prior of the kept checkpoint, its weight chosen on validation
-    (training/transitions.py); saved in its config.json. None with --transition-prior off, and
-    with a CRF, whose learnt transitions take the prior's place."""
-    return fit_run(run, best) if run.cfg.transition_prior == "fit" and best.crf is None else None
+    (training/transitions.py); saved in its config.json. None with transition_prior "off", and
+    for a head that learns its own transitions, which take the prior's place."""
+    return fit_run(run, best) if run.cfg.transition_prior == "fit" and not best.learns_transitions else None
 
 
 def test_best(run, best) -> dict[str, dict]:

@@ -36,8 +36,8 @@ def main(argv=None) -> int:
     recorded = json.loads(results.read_text())["config"]
     cfg = TrainConfig(**{f.name: recorded[f.name] for f in fields(TrainConfig) if f.name in recorded})
     model = load_model(model_dir).eval()
-    if model.crf is not None:
-        print(f"error: {model_dir} has a CRF head: its learnt transitions decode, there is no prior to fit",
+    if model.learns_transitions:
+        print(f"error: {model_dir}: its head learns its own transitions, which decode; there is no prior to fit",
               file=sys.stderr)
         return 2
     train, val, _, _ = load_data(cfg, XLMRTokenizer(model_dir / "sentencepiece.bpe.model"))

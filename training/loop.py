@@ -111,8 +111,7 @@ def setup(cfg: TrainConfig) -> Run:
     model.config.glued_pieces_labelled = any(any(g) for g in train_set["word_glued"])
     if model.head_is_new and rank == 0:
         print(f"a new {len(labels)}-label head ({', '.join(labels)}), drawn from --seed {cfg.seed}")
-    if cfg.head == "crf" and model.crf is None:
-        model.add_crf()
+    model.set_head(cfg.head)
     model.to(device)
     precision = decide_precision(cfg, device, world)
     amp_dtype, amp_reason = dtype_named(precision["amp"]), precision["reason"]
@@ -192,7 +191,7 @@ def train_epoch(run: Run, epoch: int) -> None:
         state.step += 1
         state.batch = b + 1
         state.samples += len(batches[b])
-        group = run.optimizer.param_groups[0]  # --lr on the schedule (a group may scale it: a CRF's)
+        group = run.optimizer.param_groups[0]  # --lr on the schedule (a head's own group may scale it)
         lr = cfg.lr * group["lr"] / group["initial_lr"] if group["initial_lr"] else 0.0
         bar.update(1)
         bar.set_postfix(loss=f"{step_loss:.4f}", lr=f"{lr:.2e}")

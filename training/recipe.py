@@ -31,24 +31,26 @@ def row_sparse_embedding(model, world: int) -> RowSparseGrad | None:
     return RowSparseGrad(model.encoder.embeddings.word) if world == 1 else None
 
 
-# The CRF's start and transition scores begin at 0 and need to travel a few nats; at the encoder's
-# 5e-5, Adam moves a weight at most ~0.04 over a 1,575-step run, so they get 100 times that.
-CRF_LR_FACTOR = 100
+def own_rates(model) -> dict[int, float]:
+    """id(parameter) -> learning-rate factor, for the parameters of the modules that set their own
+    (an `lr_factor` attribute, as a CRF head's scores do)."""
+    return {id(p): m.lr_factor for m in model.modules() if hasattr(m, "lr_factor") for p in m.parameters()}
 
 
 def parameter_groups(model, cfg: TrainConfig) -> list[dict]:
-    """The Trainer's groups: weight decay except on biases and LayerNorm weights. A CRF's scores
-    get a group of their own at CRF_LR_FACTOR x lr, without weight decay."""
-    groups: dict[str, dict] = {}
+    """The Trainer's groups: weight decay except on biases and LayerNorm weights. A module that
+    sets its own learning-rate factor gets a group of its own at factor x lr, without weight decay."""
+    rates, groups = own_rates(model), {}
     for name, p in model.named_parameters():
-        if name.startswith("crf."):
-            kind, group = "crf", {"weight_decay": 0.0, "lr": cfg.lr * CRF_LR_FACTOR}
+        if id(p) in rates:
+            kind, group = rates[id(p)], {"weight_decay": 0.0, "lr": cfg.lr * rates[id(p)]}
         elif name.endswith(".bias") or "norm." in name:
             kind, group = "no_decay", {"weight_decay": 0.0, "lr": cfg.lr}
         else:
             kind, group = "decay", {"weight_decay": cfg.weight_decay, "lr": cfg.lr}
         groups.setdefault(kind, {"params": [], **group})["params"].append(p)
-    return [groups[k] for k in ("decay", "no_decay", "crf") if k in groups]
+    first = [groups.pop(k) for k in ("decay", "no_decay") if k in groups]
+    return first + list(groups.values())
 
 
 def build_optimizer(model, cfg: TrainConfig, row_grad: RowSparseGrad | None = None) -> torch.optim.Optimizer:

@@ -214,6 +214,9 @@ def cross_entropy(logits: torch.Tensor, labels: torch.Tensor, reduction: str = "
                            reduction=reduction).view(labels.shape if reduction == "none" else ())
 
 
+HEADS = ("linear", "crf")  # on top of the encoder: a linear layer, or a linear layer and a CRF (xlmr/crf.py)
+
+
 class XLMRForTokenClassification(nn.Module):
     """Encoder + dropout + linear head: one score per label for every token."""
 
@@ -242,12 +245,24 @@ class XLMRForTokenClassification(nn.Module):
     def reset_head(self) -> None:
         self._init_weights(self.classifier)
         if self.crf is not None:
-            self.add_crf()
+            self.crf = LinearChainCRF(self.config.num_labels).to(self.classifier.weight.device)
 
-    def add_crf(self) -> None:
-        """Puts a new CRF (zero scores) on top of the head: `--head crf`."""
-        self.config.head = "crf"
-        self.crf = LinearChainCRF(self.config.num_labels).to(self.classifier.weight.device)
+    def set_head(self, head: str) -> None:
+        """`--head`: "crf" puts a new CRF (zero scores) on the linear head where there is none, and
+        "linear" takes a checkpoint's CRF off, so that a run trains the head it names."""
+        if head not in HEADS:
+            raise ValueError(f"unknown head {head!r}; choose from {', '.join(HEADS)}")
+        if head == "crf" and self.crf is None:
+            self.crf = LinearChainCRF(self.config.num_labels).to(self.classifier.weight.device)
+        elif head == "linear":
+            self.crf = None
+        self.config.head = head
+
+    @property
+    def learns_transitions(self) -> bool:
+        """Whether the head learns its own tag transitions (a CRF), which then decode in the place
+        of a prior fitted after training."""
+        return getattr(self, "crf", None) is not None
 
     def forward(self, input_ids, attention_mask=None, labels=None, token_type_ids=None):
         """Returns logits (B, T, C), and with labels (B, T) also the mean cross-entropy over the
