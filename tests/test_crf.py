@@ -121,15 +121,15 @@ def test_the_head_sets_its_own_learning_rate_and_the_loop_names_no_head():
     model.set_head("crf")
     groups = parameter_groups(model, TrainConfig(lr=1e-3))
     assert [len(g["params"]) for g in groups[2:]] == [2]
-    assert groups[2]["params"][0] is model.crf.start and groups[2]["lr"] == pytest.approx(1e-3 * LinearChainCRF.lr_factor)
-    assert groups[2]["weight_decay"] == 0.0
+    assert groups[2]["params"][0] is model.crf.start and groups[2]["weight_decay"] == 0.0
+    assert groups[2]["lr"] == pytest.approx(1e-3 * LinearChainCRF.lr_factor)
     model.set_head("linear")
     assert model.crf is None and model.config.head == "linear" and not model.learns_transitions
     for path in (Path(__file__).resolve().parents[1] / "training").glob("*.py"):
         if path.name == "config.py":
             continue  # the flag's help text
         tree = ast.parse(path.read_text())
-        docstrings = {id(n.value) for n in ast.walk(tree) if isinstance(n, ast.Expr) and isinstance(n.value, ast.Constant)}
+        docstrings = {id(n.value) for n in ast.walk(tree) if isinstance(n, ast.Expr)}
         names = [n.attr if isinstance(n, ast.Attribute) else n.id if isinstance(n, ast.Name) else n.value
                  for n in ast.walk(tree) if isinstance(n, (ast.Attribute, ast.Name))
                  or (isinstance(n, ast.Constant) and isinstance(n.value, str) and id(n) not in docstrings)]

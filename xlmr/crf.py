@@ -21,6 +21,8 @@ from torch import nn
 
 from .decoding import IGNORE_INDEX, TransitionPrior
 
+HEADS = ("linear", "crf")  # `--head`: a linear layer, or a linear layer with this CRF on top
+
 
 def labelled_positions(logits: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """The labelled tokens of each sentence, moved to the front in order: emissions (B, N, C),

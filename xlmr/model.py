@@ -12,7 +12,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from .config import XLMRConfig
-from .crf import LinearChainCRF, labelled_positions
+from .crf import HEADS, LinearChainCRF, labelled_positions
 from .decoding import IGNORE_INDEX, TagDecoder, TransitionPrior
 from .precision import SHORT_ATTENTION, cpu_bf16_attention_by_matmul
 
@@ -214,9 +214,6 @@ def cross_entropy(logits: torch.Tensor, labels: torch.Tensor, reduction: str = "
                            reduction=reduction).view(labels.shape if reduction == "none" else ())
 
 
-HEADS = ("linear", "crf")  # on top of the encoder: a linear layer, or a linear layer and a CRF (xlmr/crf.py)
-
-
 class XLMRForTokenClassification(nn.Module):
     """Encoder + dropout + linear head: one score per label for every token."""
 
@@ -244,24 +241,19 @@ class XLMRForTokenClassification(nn.Module):
 
     def reset_head(self) -> None:
         self._init_weights(self.classifier)
-        if self.crf is not None:
-            self.crf = LinearChainCRF(self.config.num_labels).to(self.classifier.weight.device)
+        self.crf = None
+        self.set_head(self.config.head)  # a new CRF (zero scores) where the config has one
 
     def set_head(self, head: str) -> None:
-        """`--head`: "crf" puts a new CRF (zero scores) on the linear head where there is none, and
-        "linear" takes a checkpoint's CRF off, so that a run trains the head it names."""
+        """`--head`: "crf" adds a CRF (zero scores) on the linear head where none is; "linear" takes it off."""
         if head not in HEADS:
             raise ValueError(f"unknown head {head!r}; choose from {', '.join(HEADS)}")
-        if head == "crf" and self.crf is None:
-            self.crf = LinearChainCRF(self.config.num_labels).to(self.classifier.weight.device)
-        elif head == "linear":
-            self.crf = None
+        if head == "linear" or self.crf is None:
+            self.crf = LinearChainCRF(self.config.num_labels).to(self.classifier.bias.device) if head == "crf" else None
         self.config.head = head
 
     @property
-    def learns_transitions(self) -> bool:
-        """Whether the head learns its own tag transitions (a CRF), which then decode in the place
-        of a prior fitted after training."""
+    def learns_transitions(self) -> bool:  # a CRF: its learnt transitions decode in a fitted prior's place
         return getattr(self, "crf", None) is not None
 
     def forward(self, input_ids, attention_mask=None, labels=None, token_type_ids=None):
@@ -292,9 +284,8 @@ class XLMRForTokenClassification(nn.Module):
         per-word argmax (xlmr/decoding.py). `glued` marks the words whose piece has no '▁'
         (Encoding.word_glued)."""
         labels = [self.config.id2label[i] for i in range(len(self.config.id2label))]
-        crf = getattr(self, "crf", None)  # stand-in models may lack it
-        if prior is None and crf is not None:
-            prior = crf.prior()  # the learnt scores, as they are now (they move during training)
+        if prior is None and getattr(self, "crf", None) is not None:  # stand-in models may lack it
+            prior = self.crf.prior()  # the learnt scores, as they are now (they move during training)
         if prior is not None:
             decoder = TagDecoder(labels, prior)
         else:
