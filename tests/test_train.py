@@ -227,7 +227,7 @@ def test_the_transition_prior_is_counted_on_training_tags_and_weighted_on_valida
     assert results["transition_prior"]["weight"] == prior["weight"]
     # A run without the prior, fitted after the fact, gets the same prior (the same seed, the same weights).
     args = train_loop.build_parser().parse_args(run_args(tiny, small_panx, tmp_path / "off", "--epochs", "2",
-                                                         "--transition-prior", "off"))
+                                                         "--set", "transition_prior=off"))
     loop.train(train_loop.config_from(args))
     assert json.loads((tmp_path / "off" / "config.json").read_text())["tag_transitions"] is None
     assert fit_prior.main([str(tmp_path / "off")]) == 0
