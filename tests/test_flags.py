@@ -58,3 +58,37 @@ def test_command_line_gives_back_the_configuration():
     assert "--set" in argv and "random_batches=true" in argv and "--full-splits" in argv
     assert train_loop.config_from(train_loop.build_parser().parse_args(argv)) == cfg
     assert command_line(TrainConfig()) == []
+
+
+def test_eval_commands_keep_the_user_flags_within_70_in_all():
+    import eval as ev
+
+    sub = next(a for a in ev.build_parser()._actions if isinstance(a, argparse._SubParsersAction))
+    flags = {name: option_strings(p) for name, p in sub.choices.items()}
+    assert set(flags) == {"test", "errors", "tag", "experiments", "sweep", "serve"}
+    assert sum(map(len, flags.values())) <= 70, {name: len(f) for name, f in flags.items()}
+    for name, kept in flags.items():
+        assert {"--model", "--amp", "--device"} <= kept, name
+    assert {"--langs", "--data-dir", "--output"} <= flags["test"] and {"--input", "--output"} <= flags["tag"]
+    assert all("--output-dir" in flags[name] for name in ("errors", "sweep", "experiments"))
+
+
+def test_experiments_take_any_training_setting_their_plan_leaves_open(tmp_path):
+    import eval as ev
+    from experiments.crosslingual import Settings, experiment_plan, run_config
+
+    args = ev.build_parser().parse_args(["experiments", "--model", "m", "--quick", "--set", "epochs=2",
+                                         "--set", "decode=argmax", "--set", "full_splits=true"])
+    settings = Settings(model="m", root=tmp_path, quick=True, extra=dict(args.settings))
+    de = run_config(experiment_plan(["de"])[0], settings)
+    assert (de.epochs, de.decode, de.full_splits, de.langs) == (2, "argmax", True, ["de"])  # epochs beats --quick
+    quick = run_config(experiment_plan(["de"])[0], Settings(model="m", root=tmp_path, quick=True))
+    assert quick.epochs == 1 and quick.decode == "viterbi"
+
+
+def test_experiments_refuse_a_setting_their_plan_chooses(capsys):
+    import eval as ev
+
+    with pytest.raises(SystemExit):
+        ev.build_parser().parse_args(["experiments", "--model", "m", "--set", "langs=fr"])
+    assert "langs is chosen by the command" in capsys.readouterr().err
