@@ -33,14 +33,14 @@ COMMANDS = ("test", "tag", "errors", "experiments", "sweep", "serve")
 ERRORS = (CheckpointError, NerDataError, FileNotFoundError, ValueError, RuntimeError)
 
 
-def load_for_cli(args, model_dir: str | None = None, tokenizer_file: str | None = None):
+def load_for_cli(args, model_dir: str | None = None):
     """(the checkpoint on --device, ready for inference at --amp's precision, its tokenizer, the
-    device, the autocast dtype); its layers compiled where --compile chooses to."""
+    device, the autocast dtype); its layers compiled where --compile (the sweep's) chooses to."""
     from xlmr.tokenizer import XLMRTokenizer
     from xlmr.weights import load_model
 
     model_dir, device = model_dir or args.model, torch.device(args.device)
-    tokenizer = XLMRTokenizer(Path(model_dir) / "sentencepiece.bpe.model" if tokenizer_file is None else tokenizer_file)
+    tokenizer = XLMRTokenizer(Path(model_dir) / "sentencepiece.bpe.model")
     model, amp, _ = ready_for_inference(load_model(model_dir), device, args.amp, getattr(args, "quantize", "off"),
                                         tokenizer)
     compile_if_chosen(model, getattr(args, "compile", "off"), device)
@@ -49,13 +49,13 @@ def load_for_cli(args, model_dir: str | None = None, tokenizer_file: str | None 
 
 def test_sets(args, labels: list[str]):
     """name -> a loader of the raw set to score, in the model's label ids (loaders/data.py):
-    --test-file(s), else the --split of each PAN-X language."""
+    --test-file(s), else PAN-X languages (the test split, or `errors`' --split)."""
     from loaders.data import ner_data
 
     source = ner_data(eval_langs=args.langs, data_dir=args.data_dir, full_splits=args.full_splits,
                       test_files=args.test_file)
     source.check()
-    return source.evaluation(labels, args.split)
+    return source.evaluation(labels, getattr(args, "split", "test"))
 
 
 def cmd_test(args) -> int:
@@ -65,16 +65,16 @@ def cmd_test(args) -> int:
     from evaluation.scoring import f1_table
     from loaders.align import encode_ner
 
-    model, tokenizer, device, amp = load_for_cli(args, tokenizer_file=args.tokenizer)
+    model, tokenizer, device, amp = load_for_cli(args)
     labels = [model.config.id2label[i] for i in range(model.config.num_labels)]
-    results = {"model": str(args.model), "split": args.split, "full_splits": args.full_splits,
+    results = {"model": str(args.model), "split": "test", "full_splits": args.full_splits,
                "decode": args.decode, "unspaced": args.unspaced, "langs": {}}
     for lang, load in test_sets(args, labels).items():
         encoded = encode_ner(DatasetDict({"test": load()}), tokenizer, max_length=args.max_length,
                              unspaced=args.unspaced)["test"]
         t0 = time.perf_counter()
         r = evaluate(model, encoded, model.config.id2label, args.batch_size, device, amp, progress=True,
-                     desc=f"{lang} {args.split}", report=True, decode=args.decode)
+                     desc=f"{lang} test", report=True, decode=args.decode)
         r["seconds"] = time.perf_counter() - t0
         print(f"\n== {lang} ({r['sentences']} sentences): F1 {r['f1']:.4f}\n{r['report_text']}")
         results["langs"][lang] = r
@@ -94,14 +94,10 @@ def cmd_tag_corpus(args) -> int:
     from evaluation.corpus import tag_corpus
     from xlmr.tagger import Tagger
 
-    if not args.output:
-        raise ValueError("--input needs --output (a JSON lines file; rerun the same command to resume)")
-    if not Path(args.input).is_file():
-        raise FileNotFoundError(f"no input file at {args.input}")
     if int(os.environ.get("WORLD_SIZE", "1")) > 1:
         dist.init_process_group("gloo")  # the chunks are shared out by rank; see evaluation/corpus.py
     model, tokenizer, device, amp = load_for_cli(args)
-    tagger = Tagger(model, tokenizer, device, amp, args.max_length, args.stride, args.batch_size, args.unspaced)
+    tagger = Tagger(model, tokenizer, device, amp, batch_size=args.batch_size)
     r = tag_corpus(tagger, Path(args.input), Path(args.output), args.chunk_lines, args.aggregation, args.decode)
     if not dist.is_initialized() or dist.get_rank() == 0:
         print(f"{r['written']} of {r['lines']} lines in {args.output}; {r['tagged_here']} tagged by this process "
@@ -112,20 +108,20 @@ def cmd_tag_corpus(args) -> int:
 
 
 def cmd_tag(args) -> int:
+    from evaluation.corpus import read_chunks
     from xlmr.tagger import Tagger
 
-    if args.input:
+    if args.input and not Path(args.input).is_file():
+        raise FileNotFoundError(f"no input file at {args.input}")
+    if args.input and args.output:
         return cmd_tag_corpus(args)
     texts = list(args.texts)
-    if args.file:
-        try:
-            texts += Path(args.file).read_text(encoding="utf-8").splitlines()
-        except (OSError, UnicodeDecodeError) as e:
-            raise FileNotFoundError(f"cannot read {args.file}: {e}") from None
+    if args.input:  # without --output: its texts printed like the arguments'
+        texts += [text for _, lines in read_chunks(Path(args.input), 1 << 20) for _, _, text in lines]
     if not texts:
-        raise ValueError("nothing to tag; give texts as arguments or --file")
+        raise ValueError("nothing to tag; give texts as arguments or --input")
     model, tokenizer, device, amp = load_for_cli(args)
-    tagger = Tagger(model, tokenizer, device, amp, args.max_length, args.stride, args.batch_size, args.unspaced)
+    tagger = Tagger(model, tokenizer, device, amp, batch_size=args.batch_size)
     results = tagger(texts, aggregation=args.aggregation, decode=args.decode)
     for n, r in enumerate(results):
         print(f"\n== text {n + 1}: {len(r.words)} words, {len(r.tokens)} tokens")
@@ -152,7 +148,7 @@ def cmd_errors(args) -> int:
     model, tokenizer, device, amp = load_for_cli(args)
     labels = [model.config.id2label[i] for i in range(model.config.num_labels)]
     # Only the split analysed, in the model's label ids.
-    parts = [encode_ner(DatasetDict({"x": load()}), tokenizer, unspaced=args.unspaced)["x"]
+    parts = [encode_ner(DatasetDict({"x": load()}), tokenizer)["x"]
              for load in test_sets(args, labels).values()]
     for token in args.token:
         if tokenizer.convert_tokens_to_ids([token])[0] == tokenizer.unk_id and token != "<unk>":
@@ -177,12 +173,12 @@ def cmd_sweep(args) -> int:
         out_dir = Path(args.output_dir) / model_dir.name if args.output_dir else model_dir / "sweep"
         print(f"== {model_dir}: {len(test_sets)} languages -> {out_dir}")
         t0 = time.perf_counter()
-        by_decode = sweep(model, tokenizer, test_sets, out_dir, args.batch_size, device, amp, args.chunk_sentences,
-                          decodes=decodes, unspaced=args.unspaced)
+        by_decode = sweep(model, tokenizer, test_sets, out_dir, args.batch_size, device, amp, decodes=decodes,
+                          unspaced=args.unspaced)
         seconds = time.perf_counter() - t0
         for decode, results in by_decode.items():
             folder = out_dir if len(decodes) == 1 else out_dir / decode
-            summary = summarise(results, args.train_langs or trained_langs(model_dir))
+            summary = summarise(results, trained_langs(model_dir))
             summary |= {"decode": decode, "unspaced": args.unspaced, "seconds": seconds}
             write_sweep_reports(summary, folder)
             columns = ["lang", "name", "script", "sentences", "entities", "precision", "recall", "f1"]
@@ -192,9 +188,9 @@ def cmd_sweep(args) -> int:
     if len(summaries) > 1:
         table = side_by_side(summaries)
         print("\n" + table)
-        if args.compare_output:
-            write_text_atomic(Path(args.compare_output), table)
-            print(f"wrote {args.compare_output}")
+        if args.output_dir:
+            write_text_atomic(Path(args.output_dir) / "compare.md", table)
+            print(f"wrote {Path(args.output_dir) / 'compare.md'}")
     return 0
 
 
@@ -205,9 +201,9 @@ def cmd_serve(args) -> int:
 
     api_key = args.api_key or os.environ.get(API_KEY_ENV) or None
     check_exposure(args.host, api_key, args.no_auth)
-    service = build_service(args.model, args.device, args.amp, args.max_batch, args.max_wait_ms,
-                            batching=not args.no_batching, decode=args.decode, max_queued_texts=args.max_queue,
-                            deadline_s=args.deadline, api_key=api_key, quantize=args.quantize)
+    service = build_service(args.model, args.device, args.amp, args.max_batch, decode=args.decode,
+                            max_queued_texts=args.max_queue, deadline_s=args.deadline, api_key=api_key,
+                            quantize=args.quantize)
     serve(service, args.host, args.port)
     return 0
 
@@ -220,7 +216,7 @@ def build_parser(with_experiments: bool = True) -> argparse.ArgumentParser:
     if with_experiments:
         from experiments.command import add_experiments_command  # loads the training side
 
-        add_experiments_command(sub, common_flags)
+        add_experiments_command(sub)
     add_sweep_command(sub, common_flags)
     add_serve_command(sub, common_flags)
     return p

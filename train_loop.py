@@ -15,6 +15,9 @@ Output folder: the checkpoint (model.safetensors, config.json, sentencepiece.bpe
 best epoch, metrics.jsonl (a JSON line per log step and evaluation), results.json, and last/
 (the training state for --resume; removed when the run ends unless --keep-last).
 
+Knobs that only a measurement needs have no flag of their own: `--set name=value` sets any of
+them (listed at the end of --help), e.g. `--set warmup_ratio=0.1 --set unspaced=words`.
+
 This file is the command line only: the flags come from the fields of `training.TrainConfig`,
 and the loop is `training.train`.
 """
@@ -22,22 +25,38 @@ from __future__ import annotations
 
 import argparse
 import sys
-from dataclasses import MISSING, fields
+import textwrap
+from dataclasses import fields
 
 from loaders.conll import NerDataError
 from training import RunError, TrainConfig, train
+from training.config import default_of, is_setting, read_setting, setting_text
 from xlmr.weights import CheckpointError
 
 _SCALARS = {"int": int, "float": float, "str": str}
 
 
+SETTINGS = {f.name: f for f in fields(TrainConfig) if is_setting(f)}
+
+
+def _setting(text: str) -> tuple[str, object]:
+    try:
+        return read_setting(text, SETTINGS)
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
+
+
 def build_parser() -> argparse.ArgumentParser:
-    """One flag per TrainConfig field: `--eval-langs` for eval_langs, lists take several values,
-    booleans are switches."""
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    """One flag per TrainConfig field above its settings: `--eval-langs` for eval_langs, lists take
+    several values, booleans are switches; `--set name=value` for each setting."""
+    listed = "\n".join(textwrap.fill(f"{f.name}={setting_text(default_of(f))}: {f.metadata['help']}", 100,
+                                      initial_indent="  ", subsequent_indent="      ") for f in SETTINGS.values())
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter,
+                                epilog=f"settings for --set (default shown):\n{listed}")
     for f in fields(TrainConfig):
-        flag, meta = "--" + f.name.replace("_", "-"), dict(f.metadata)
-        default = f.default_factory() if f.default_factory is not MISSING else f.default
+        if is_setting(f):
+            continue
+        flag, meta, default = "--" + f.name.replace("_", "-"), dict(f.metadata), default_of(f)
         kind = str(f.type).split(" | ")[0]  # "int | None" -> "int"; "list[str]" stays
         if kind == "bool":
             p.add_argument(flag, action="store_true", help=meta.get("help"))
@@ -45,11 +64,14 @@ def build_parser() -> argparse.ArgumentParser:
             p.add_argument(flag, nargs="+", default=default, type=_SCALARS[kind[5:-1]], help=meta.get("help"))
         else:
             p.add_argument(flag, default=default, type=_SCALARS[kind], choices=meta.get("choices"), help=meta.get("help"))
+    p.add_argument("--set", action="append", default=[], type=_setting, metavar="NAME=VALUE", dest="settings",
+                   help="a setting without a flag of its own (listed below); repeat for several")
     return p
 
 
 def config_from(args: argparse.Namespace) -> TrainConfig:
-    return TrainConfig(**vars(args))
+    flags = {k: v for k, v in vars(args).items() if k != "settings"}
+    return TrainConfig(**flags, **dict(args.settings))
 
 
 def main(argv=None) -> int:

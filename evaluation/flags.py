@@ -1,5 +1,7 @@
 """The flags of `python eval.py`'s commands, one function a command; eval.py builds its parser
-from them (and `experiments` adds its own command with `common_flags`)."""
+from them (`experiments` adds its own command, in experiments/command.py). A flag is here when a
+user of the command needs it; the knobs only a measurement used live on as the functions'
+arguments (evaluation.sweep.sweep's chunk_sentences, xlmr.tagger.Tagger's stride, ...)."""
 from __future__ import annotations
 
 import torch
@@ -17,12 +19,10 @@ from xlmr.tokenizer import UNSPACED
 def add_serve_command(sub, common) -> None:
     v = sub.add_parser("serve", help="an HTTP tagging service and its page (needs the serve extra)")
     common(v)
+    quantize_flag(v)
     v.add_argument("--host", default="127.0.0.1", help="address to bind (default: this machine only)")
     v.add_argument("--port", type=int, default=8000)
-    v.add_argument("--max-batch", type=int, default=32, help="texts tagged together at most")
-    v.add_argument("--max-wait-ms", type=float, default=0.0,
-                   help="how long a batch waits for more requests once the model is free (0: it starts at once)")
-    v.add_argument("--no-batching", action="store_true", help="tag every request alone")
+    v.add_argument("--max-batch", type=int, default=32, help="texts tagged together at most (1: each text alone)")
     v.add_argument("--max-queue", type=int, default=256,
                    help="texts that may wait at once; past that, requests get 503 with Retry-After")
     v.add_argument("--deadline", type=float, default=10.0, help="seconds a request may wait before a 503")
@@ -34,57 +34,59 @@ def add_serve_command(sub, common) -> None:
 
 def add_sweep_command(sub, common) -> None:
     w = sub.add_parser("sweep", help="zero-shot F1 on the test set of every language in a folder (resumable)")
-    common(w, with_model=False, compiles=True, decodings="+")
+    common(w, with_model=False, decodings="+")
+    quantize_flag(w)
+    unspaced_flag(w)
+    w.add_argument("--compile", default="auto", choices=COMPILE_CHOICES,
+                   help="torch.compile the encoder layers: on pays for its compile time on long sweeps (auto: off)")
     w.add_argument("--model", nargs="+", required=True, help="checkpoint folder(s); several give a side-by-side table")
     w.add_argument("--data-dir", required=True, help="folder of test-<lang>.tsv files, e.g. ../shared/data/panx-xtreme")
     w.add_argument("--langs", nargs="+", default=None, help="languages to sweep (default: every test file there)")
-    w.add_argument("--train-langs", nargs="+", default=None,
-                   help="languages to mark as trained on (default: from the run's results.json)")
-    w.add_argument("--output-dir", default=None, help="default: <model>/sweep")
+    w.add_argument("--output-dir", default=None,
+                   help="default: <model>/sweep; with several models also their side-by-side table, compare.md")
     w.add_argument("--batch-size", type=int, default=64)
-    w.add_argument("--chunk-sentences", type=int, default=40000,
-                   help="sentences predicted together before results are saved (the unit of resuming)")
-    w.add_argument("--compare-output", default=None, help="with several models: write the side-by-side table here")
 
 
-
-def common_flags(q, with_model=True, compiles=False, decodings=None) -> None:
+def common_flags(q, with_model=True, decodings=None) -> None:
     """The flags every command shares: the checkpoint, device, precision and decoding."""
     if with_model:
         q.add_argument("--model", required=True, help="our checkpoint folder (as written by train_loop.py)")
     q.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     q.add_argument("--amp", default="auto", choices=AMP_CHOICES)
-    q.add_argument("--quantize", default="off", choices=QUANTIZE_CHOICES,
-                   help="int8: the encoder's Linear weights in int8 on a CPU (dynamic quantization; --amp is then off)")
     q.add_argument("--decode", default=["viterbi"] if decodings else "viterbi", choices=DECODINGS, nargs=decodings,
                    help="word scores to tags: viterbi = the best valid IOB2 sequence, with the run's tag-transition "
                         "prior (default), iob2 = the constraints alone, argmax = each word alone (the book's)"
                         + ("; several share one forward pass" if decodings else ""))
+
+
+def quantize_flag(q) -> None:
+    q.add_argument("--quantize", default="off", choices=QUANTIZE_CHOICES,
+                   help="int8: the encoder's Linear weights in int8 on a CPU (dynamic quantization; --amp is then off)")
+
+
+def unspaced_flag(q) -> None:
     q.add_argument("--unspaced", default="runs", choices=UNSPACED,
                    help="alignment: runs = each run of Han/kana words tokenised as one string, and a label "
                         "never on a bare '▁' (default); words = the book's: each word alone, labelled on its "
                         "first piece")
-    if compiles:
-        q.add_argument("--compile", default="auto", choices=COMPILE_CHOICES,
-                       help="torch.compile the encoder layers (auto: where measured to help)")
 
 
 def add_test_and_errors_commands(sub, common) -> None:
     t = sub.add_parser("test", help="test F1 per language and seqeval reports (the default command)")
-    common(t, compiles=True)
+    common(t)
+    quantize_flag(t)
+    unspaced_flag(t)
     t.add_argument("--langs", nargs="+", default=list(SWISS_LANGS))
     t.add_argument("--test-file", nargs="+", default=None,
                    help="score your own data instead of PAN-X: CoNLL, .jsonl or .parquet, read against the model's labels")
     t.add_argument("--data-dir", default=None, help="PAN-X folder (default: $PANX_DATA_DIR, else the hub)")
-    t.add_argument("--split", default="test", choices=["train", "validation", "test"])
     t.add_argument("--full-splits", action="store_true", help="whole PAN-X splits instead of the Swiss-mix subsets")
-    t.add_argument("--tokenizer", default=None, help="sentencepiece.bpe.model (default: the one in --model)")
     t.add_argument("--batch-size", type=int, default=64)
     t.add_argument("--max-length", type=int, default=512)
     t.add_argument("--output", default=None, help="write the scores and reports to this JSON file")
 
     e = sub.add_parser("errors", help="error analysis on a validation split: token losses, confusion matrix")
-    common(e, compiles=True)
+    common(e)
     e.add_argument("--langs", nargs="+", default=["de"], help="languages whose split is analysed together")
     e.add_argument("--data-dir", default=None)
     e.add_argument("--split", default="validation", choices=["train", "validation", "test"])
@@ -99,18 +101,15 @@ def add_test_and_errors_commands(sub, common) -> None:
 def add_tag_command(sub, common) -> None:
     g = sub.add_parser("tag", help="tag raw text: sub-word tags and entities with character offsets")
     common(g)
-    g.add_argument("texts", nargs="*", help="texts to tag (or --file)")
-    g.add_argument("--file", default=None, help="a UTF-8 file with one text per line")
+    quantize_flag(g)
+    g.add_argument("texts", nargs="*", help="texts to tag (or --input)")
     g.add_argument("--input", default=None,
-                   help="a corpus to tag into --output, streamed and resumable: .txt (a text a line) or .jsonl "
-                        "({\"text\": ..., \"id\": ...}); shards over torchrun processes")
+                   help="a file of texts: .txt (a text a line) or .jsonl ({\"text\": ..., \"id\": ...}); printed, or "
+                        "with --output tagged into it, streamed and resumable, sharded over torchrun processes")
     g.add_argument("--chunk-lines", type=int, default=1024, help="with --input: lines tagged and saved together")
     g.add_argument("--aggregation", default="first", choices=AGGREGATIONS,
                    help="how a word's sub-word predictions become its tag")
-    g.add_argument("--max-length", type=int, default=None,
-                   help="window length in tokens (default: the model's positions); longer texts are split")
-    g.add_argument("--stride", type=int, default=None, help="tokens shared by neighbouring windows (default: a quarter)")
     g.add_argument("--batch-size", type=int, default=16)
     g.add_argument("--no-tokens", action="store_true", help="print the entities only, not the token table")
     g.add_argument("--output", default=None,
-                   help="write tokens and entities to this JSON file (with --input: the JSON lines output)")
+                   help="write tokens and entities to this JSON file (with --input: JSON lines, one per input line)")

@@ -19,6 +19,8 @@ from training import RunError, TrainConfig, command_line, train
 from training.state import resumable_state
 from xlmr.weights import CheckpointError
 
+# The TrainConfig fields each run's plan and the command's own flags choose; --set takes the rest.
+CHOSEN = ("langs", "eval_langs", "num_samples", "output_dir", "resume", "model", "data_dir", "amp", "device")
 CURVE_SIZES = (250, 500, 1000, 2000, 4000)
 EXPERIMENTS = ("de", "curve", "each", "de-fr", "all")
 
@@ -32,14 +34,10 @@ class Settings:
     only: tuple[str, ...] = EXPERIMENTS
     curve_sizes: tuple[int, ...] = CURVE_SIZES
     quick: bool = False  # 1 epoch for runs on whole language sets
-    epochs: int | None = None  # overrides the recipe and --quick
-    seed: int = 42
     amp: str = "auto"
     device: str | None = None
-    full_splits: bool = False
-    no_progress: bool = False
     drop_weights: bool = False  # keep only de's model.safetensors
-    extra: dict = field(default_factory=dict)  # further TrainConfig fields for every run
+    extra: dict = field(default_factory=dict)  # further TrainConfig fields for every run (epochs overrides --quick)
 
 
 def experiment_plan(which=EXPERIMENTS, curve_sizes=CURVE_SIZES, langs=SWISS_LANGS) -> list[dict]:
@@ -64,11 +62,10 @@ def experiment_plan(which=EXPERIMENTS, curve_sizes=CURVE_SIZES, langs=SWISS_LANG
 
 def run_config(spec: dict, s: Settings) -> TrainConfig:
     out = s.root / spec["name"]
-    epochs = s.epochs if s.epochs is not None else (1 if s.quick and spec["full_epochs"] else 3)
-    return TrainConfig(langs=spec["langs"], eval_langs=spec["eval_langs"], model=s.model, epochs=epochs, seed=s.seed,
-                       amp=s.amp, output_dir=str(out), data_dir=s.data_dir, num_samples=spec.get("num_samples"),
-                       full_splits=s.full_splits, device=s.device, no_progress=s.no_progress,
-                       resume=str(out) if resumable_state(out) is not None else None, **s.extra)
+    chosen = dict(langs=spec["langs"], eval_langs=spec["eval_langs"], num_samples=spec.get("num_samples"),
+                  output_dir=str(out), resume=str(out) if resumable_state(out) is not None else None,
+                  model=s.model, data_dir=s.data_dir, amp=s.amp, device=s.device)
+    return TrainConfig(**{"epochs": 1 if s.quick and spec["full_epochs"] else 3, **s.extra, **chosen})
 
 
 def run_experiment(spec: dict, s: Settings) -> dict:

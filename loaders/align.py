@@ -43,6 +43,7 @@ def encode_ner(ds: DatasetDict, tokenizer: XLMRTokenizer, max_length: int = 512,
     carries each word's label) and word_glued (its piece has no '▁'; see Encoding) to every split. Runs of Han/kana words are tokenised
     as one string unless unspaced="words"; a piece then carries the tag of the word it starts in.
     Sentences longer than max_length are truncated, never dropped, and counted in a warning."""
+    label_names(ds)  # the splits must agree on their labels
     truncated = []
 
     def encode(batch):

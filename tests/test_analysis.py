@@ -124,9 +124,9 @@ def test_transfer_table_by_hand():
 
 def test_experiments_run_resume_and_tables(tiny, small_panx4, tmp_path):
     root = tmp_path / "exp"
-    argv = ["experiments", "--model", str(tiny), "--data-dir", str(small_panx4), "--full-splits", "--amp", "off",
-            "--output-dir", str(root), "--only", "de", "curve", "--curve-sizes", "16", "32", "--epochs", "1",
-            "--no-progress"]
+    argv = ["experiments", "--model", str(tiny), "--data-dir", str(small_panx4), "--set", "full_splits=true",
+            "--amp", "off", "--output-dir", str(root), "--only", "de", "curve", "--curve-sizes", "16", "32",
+            "--set", "epochs=1", "--set", "no_progress=true"]
     assert ev.main(argv) == 0
     runs = {name: json.loads((root / name / "results.json").read_text()) for name in ("de", "fr-16", "fr-32")}
     assert runs["fr-16"]["config"]["train_sentences"] == 16 and runs["fr-16"]["config"]["langs"] == ["fr"]
@@ -159,12 +159,20 @@ def test_tag_command(tiny, tmp_path, capsys):
         assert text[e["start"]:e["end"]] == e["text"]
 
 
+def test_tag_input_without_output_prints_every_text(tiny, tmp_path, capsys):
+    texts = tmp_path / "texts.jsonl"
+    texts.write_text('{"text": "Jeff Dean ist bei Google", "id": 7}\n{"text": "Paris"}\n', encoding="utf-8")
+    assert ev.main(["tag", "--model", str(tiny), "--amp", "off", "--input", str(texts), "--no-tokens"]) == 0
+    printed = capsys.readouterr().out
+    assert "== text 1: 5 words" in printed and "== text 2: 1 words" in printed and "▁Jeff" not in printed
+
+
 def test_tag_command_errors(tiny, tmp_path, capsys):
     assert ev.main(["tag", "--model", str(tiny)]) == 1
     assert "nothing to tag" in capsys.readouterr().err
     assert ev.main(["tag", "--model", str(tmp_path / "missing"), "text"]) == 1
     assert "missing" in capsys.readouterr().err
-    assert ev.main(["tag", "--model", str(tiny), "--file", str(tmp_path / "absent.txt")]) == 1
+    assert ev.main(["tag", "--model", str(tiny), "--input", str(tmp_path / "absent.txt")]) == 1
     assert "absent.txt" in capsys.readouterr().err
 
 

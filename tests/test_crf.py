@@ -102,3 +102,35 @@ def test_a_crf_run_trains_its_transitions_and_fits_no_prior(tiny, small_panx, tm
     model = load_model(out)
     assert model.config.head == "crf" and model.config.tag_transitions is None  # the CRF's scores decode
     assert model.crf.transitions.abs().max() > 0  # they started at 0
+
+
+def test_the_head_sets_its_own_learning_rate_and_the_loop_names_no_head():
+    """The CRF's loss, decoding and learning rate live with it (xlmr/model.py, xlmr/crf.py): AdamW's
+    groups read the module's own factor, and no code in training/ names the CRF (only the --head
+    flag's choices, in config.py, come from xlmr.model.HEADS)."""
+    import ast
+    from pathlib import Path
+
+    from training.config import TrainConfig
+    from training.recipe import parameter_groups
+
+    config = XLMRConfig(id2label=dict(enumerate(TAGS)), vocab_size=50, hidden_size=16, num_hidden_layers=1,
+                        num_attention_heads=2, intermediate_size=32)
+    model = XLMRForTokenClassification(config)
+    assert len(parameter_groups(model, TrainConfig(lr=1e-3))) == 2  # the Trainer's: decay, no decay
+    model.set_head("crf")
+    groups = parameter_groups(model, TrainConfig(lr=1e-3))
+    assert [len(g["params"]) for g in groups[2:]] == [2]
+    assert groups[2]["params"][0] is model.crf.start and groups[2]["weight_decay"] == 0.0
+    assert groups[2]["lr"] == pytest.approx(1e-3 * LinearChainCRF.lr_factor)
+    model.set_head("linear")
+    assert model.crf is None and model.config.head == "linear" and not model.learns_transitions
+    for path in (Path(__file__).resolve().parents[1] / "training").glob("*.py"):
+        if path.name == "config.py":
+            continue  # the flag's help text
+        tree = ast.parse(path.read_text())
+        docstrings = {id(n.value) for n in ast.walk(tree) if isinstance(n, ast.Expr)}
+        names = [n.attr if isinstance(n, ast.Attribute) else n.id if isinstance(n, ast.Name) else n.value
+                 for n in ast.walk(tree) if isinstance(n, (ast.Attribute, ast.Name))
+                 or (isinstance(n, ast.Constant) and isinstance(n.value, str) and id(n) not in docstrings)]
+        assert not [x for x in names if "crf" in x.lower()], path.name

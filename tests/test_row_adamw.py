@@ -114,30 +114,3 @@ def test_row_adamw_equals_adamw_with_clipping_schedule_accumulation_and_resume()
     lrs = [3e-3 * (STEPS - s) / STEPS for s in range(STEPS)]
     factor = torch.tensor([1 - lr * 0.1 for lr in lrs], dtype=torch.float64).prod().float()
     torch.testing.assert_close(word[never], tiny_model().encoder.embeddings.word.weight[never] * factor)
-
-
-def test_layerwise_lr_decay_moves_each_depth_by_its_own_rate():
-    """Adam's first step moves every weight with a gradient by its group's lr (|m/sqrt(v)| = 1,
-    short of it only where eps outweighs a tiny gradient), so after one step the change of each parameter tells the rate
-    it was given, a factor 2 apart from depth to depth: the head lr,
-    layer 1 lr x d, layer 0 lr x d^2, the embeddings lr x d^3 (two layers here)."""
-    from training.config import TrainConfig
-    from training.recipe import build_optimizer
-
-    model, d, lr = tiny_model(), 0.5, 1e-3
-    before = {n: p.detach().clone() for n, p in model.named_parameters()}
-    row_grad = RowSparseGrad(model.encoder.embeddings.word)
-    opt = build_optimizer(model, TrainConfig(lr=lr, lr_decay=d, weight_decay=0.0), row_grad)
-    backward(model, 0)
-    row_grad.densify()
-    opt.step()
-    opt.materialize()
-    expected = {"encoder.embeddings.word.weight": lr * d ** 3, "encoder.embeddings.norm.bias": lr * d ** 3,
-                "encoder.layers.0.mlp.fc.weight": lr * d ** 2, "encoder.layers.1.attn.qkv.weight": lr * d,
-                "encoder.layers.1.mlp_norm.weight": lr * d, "classifier.weight": lr}
-    params = dict(model.named_parameters())
-    assert set(expected) <= set(params), sorted(set(expected) - set(params))
-    for name, rate in expected.items():
-        moved = (params[name].detach() - before[name]).abs()
-        moved = moved.max()  # Adam's first step is lr x |g| / (|g| + eps): lr, bar the tiniest gradients
-        torch.testing.assert_close(moved, torch.tensor(rate), rtol=1e-3, atol=0, msg=lambda m: f"{name}: {m}")

@@ -117,10 +117,17 @@ def test_sweep_f1_equals_eval_test(trained, small_xtreme, tmp_path):
 
 
 def test_a_language_scores_the_same_whatever_shares_the_sweep(tiny, small_xtreme, tmp_path):
+    """Alone through `eval.py sweep`, or pooled with three other languages a sentence a chunk."""
+    from argparse import Namespace
+
+    from evaluation.sweep import find_test_sets, sweep as sweep_sets
+
     alone = sweep(tiny, small_xtreme, tmp_path / "alone", "de")
-    mixed = sweep(tiny, small_xtreme, tmp_path / "mixed", "ja", "de", "zh", "ar", extra=["--chunk-sentences", "1"])
-    assert f1_of(alone)["de"] == f1_of(mixed)["de"]
-    a, b = ((tmp_path / x / tiny.name / "predictions" / "test-de.tsv").read_text() for x in ("alone", "mixed"))
+    model, tokenizer, device, amp = ev.load_for_cli(Namespace(model=str(tiny), device="cpu", amp="off"))
+    mixed = sweep_sets(model, tokenizer, find_test_sets(small_xtreme, ["ja", "de", "zh", "ar"]), tmp_path / "mixed",
+                       7, device, amp, chunk_sentences=1, progress=False)["viterbi"]
+    assert f1_of(alone)["de"] == mixed["de"]["f1"]
+    a, b = ((tmp_path / x / "predictions" / "test-de.tsv").read_text() for x in (f"alone/{tiny.name}", "mixed"))
     assert a == b
 
 

@@ -58,12 +58,9 @@ def cli(args, **kw):
                           text=True, **kw)
 
 
-@pytest.mark.parametrize("checkpoint", ["best", "average"])
-def test_resume_after_sigkill_equals_uninterrupted(tiny, small_panx, tmp_path, checkpoint):
-    common = ("--epochs", "2", "--save-steps", "2", "--keep-last", "--checkpoint", checkpoint)
-    # With an average, the kill falls in the second epoch: the first epoch's share of the
-    # average must come back from last/.
-    kill_epoch = 1 if checkpoint == "average" else 0
+def test_resume_after_sigkill_equals_uninterrupted(tiny, small_panx, tmp_path):
+    common = ("--epochs", "2", "--save-steps", "2", "--keep-last")
+    kill_epoch = 0
     full = cli(run_args(tiny, small_panx, tmp_path / "a", *common))
     assert full.returncode == 0, full.stderr
 
@@ -86,8 +83,7 @@ def test_resume_after_sigkill_equals_uninterrupted(tiny, small_panx, tmp_path, c
     resumed = cli(run_args(tiny, small_panx, tmp_path / "b", *common, "--resume", str(tmp_path / "b")))
     assert resumed.returncode == 0, resumed.stderr
     assert "resuming" in resumed.stdout
-    names = ["model.safetensors", "last/model.safetensors"] + (["best-epoch/model.safetensors"] if checkpoint == "average" else [])
-    for name in names:
+    for name in ["model.safetensors", "last/model.safetensors"]:
         a, b = load_file(tmp_path / "a" / name), load_file(tmp_path / "b" / name)
         for key in a:
             assert torch.equal(a[key], b[key]), (name, key)
@@ -147,7 +143,7 @@ def test_training_runs_under_bf16(tiny, small_panx, tmp_path):
     assert 0 <= results["test_f1"]["de"] <= 1
 
 
-@pytest.mark.parametrize("case", ["missing model", "label count", "unknown language", "unwritable output", "lr decay"])
+@pytest.mark.parametrize("case", ["missing model", "label count", "unknown language", "unwritable output"])
 def test_bad_input_fails_before_training(case, tiny, spm_path, small_panx, tmp_path, capsys):
     model, out, langs = tiny, tmp_path / "out", ["--langs", "de"]
     if case == "missing model":
@@ -156,8 +152,6 @@ def test_bad_input_fails_before_training(case, tiny, spm_path, small_panx, tmp_p
         model, expected = tiny_checkpoint(tmp_path / "five", spm_path, labels=5), "head has 5 labels but the data has 7"
     elif case == "unknown language":
         langs, expected = ["--langs", "xx"], "unknown PAN-X language 'xx'"
-    elif case == "lr decay":
-        langs, expected = ["--lr-decay", "0"], "--lr-decay 0.0: must be in (0, 1]"
     else:
         (tmp_path / "a-file").write_text("")
         out, expected = tmp_path / "a-file" / "out", "cannot write to output folder"
@@ -206,55 +200,6 @@ def test_state_survives_a_kill_between_the_renames(tmp_path):
     assert not (run / "last.old").exists() and not (run / "last.tmp").exists()
 
 
-def test_frozen_embeddings_stay_as_pretrained(tiny, small_panx, tmp_path):
-    out = tmp_path / "frozen"
-    args = train_loop.config_from(train_loop.build_parser().parse_args(
-        run_args(tiny, small_panx, out, "--epochs", "1", "--num-samples", "32", "--freeze-embeddings")))
-    loop.train(args)
-    before, after = load_file(tiny / "model.safetensors"), load_file(out / "model.safetensors")
-    word = next(k for k in before if k.endswith("word.weight"))
-    assert torch.equal(before[word], after[word])
-    assert not torch.equal(before["classifier.weight"], after["classifier.weight"])  # the rest trained
-
-
-def test_average_checkpoint_is_the_mean_of_the_epochs(tiny, small_panx, tmp_path, monkeypatch):
-    """--checkpoint average keeps the mean of the weights at each epoch's end (captured here as
-    the loop validates them) and the best epoch's weights in best-epoch/."""
-    seen = []
-    validate = loop.validate_and_checkpoint
-
-    def capture(run, epoch):
-        validate(run, epoch)  # after it: the sparse optimizer has settled every embedding row's decay
-        seen.append({k: v.detach().clone().float() for k, v in run.model.state_dict().items()})
-
-    monkeypatch.setattr(loop, "validate_and_checkpoint", capture)
-    args = train_loop.build_parser().parse_args(run_args(tiny, small_panx, tmp_path / "avg", "--epochs", "3",
-                                                         "--checkpoint", "average"))
-    results = loop.train(train_loop.config_from(args))
-    assert len(seen) == 3 and results["average"]["epochs"] == 3
-    kept = load_file(tmp_path / "avg" / "model.safetensors")
-    best = load_file(tmp_path / "avg" / "best-epoch" / "model.safetensors")
-    for key, value in kept.items():
-        mean = torch.stack([s[key] for s in seen]).mean(0)
-        assert torch.allclose(value.float(), mean, atol=1e-6), key
-        assert torch.equal(best[key].float(), seen[results["best_epoch"] - 1][key]), key
-    assert not torch.equal(kept["classifier.weight"], best["classifier.weight"])
-    # The kept checkpoint is what was tested, and its validation F1 is recorded beside the epochs'.
-    assert 0.0 <= results["average"]["val_f1"] <= 1.0
-    assert json.loads((tmp_path / "avg" / "results.json").read_text())["checkpoint"] == "average"
-    # German words put labels on '▁' pieces only, so decoding makes up for glued pieces.
-    assert json.loads((tmp_path / "avg" / "config.json").read_text())["glued_pieces_labelled"] is False
-
-
-def test_labels_on_every_sub_word_are_recorded_for_decoding(tiny, small_panx, tmp_path):
-    args = train_loop.build_parser().parse_args(run_args(tiny, small_panx, tmp_path / "all", "--epochs", "1",
-                                                         "--label-all-subwords"))
-    loop.train(train_loop.config_from(args))
-    config = json.loads((tmp_path / "all" / "config.json").read_text())
-    assert config["glued_pieces_labelled"] is True
-    assert load_model(tmp_path / "all").config.glued_pieces_labelled
-
-
 def test_the_transition_prior_is_counted_on_training_tags_and_weighted_on_validation(tiny, small_panx, tmp_path):
     from loaders.panx import read_panx
     from training import fit_prior
@@ -262,7 +207,10 @@ def test_the_transition_prior_is_counted_on_training_tags_and_weighted_on_valida
 
     args = train_loop.build_parser().parse_args(run_args(tiny, small_panx, tmp_path / "fit", "--epochs", "2"))
     results = loop.train(train_loop.config_from(args))
-    prior = json.loads((tmp_path / "fit" / "config.json").read_text())["tag_transitions"]
+    config = json.loads((tmp_path / "fit" / "config.json").read_text())
+    # German words put labels on '▁' pieces only, so decoding makes up for glued pieces.
+    assert config["glued_pieces_labelled"] is False
+    prior = config["tag_transitions"]
     # The counts, by hand, over the training file's tags (add-0.5 smoothing).
     tags = read_panx(small_panx / "train-de.tsv", "de")["ner_tags"]
     n = len(TAGS)
@@ -272,26 +220,17 @@ def test_the_transition_prior_is_counted_on_training_tags_and_weighted_on_valida
     assert [x for row in prior["follow"] for x in row] == pytest.approx(
         [math.log(c / sum(row)) for row in pairs for c in row])
     # Weight 0 is the plain constrained Viterbi that chose the best epoch: the same validation F1.
-    f1 = {(False, float(w)): v for w, v in prior["validation_f1"].items()}
-    f1 |= {(True, float(w)): v for w, v in prior["validation_f1_open_by_type"].items()}
-    assert sorted(w for t, w in f1 if not t) == sorted(w for t, w in f1 if t) == sorted(WEIGHTS)
-    assert f1[False, 0.0] == pytest.approx(max(e["val_f1"] for e in results["epochs"]))
-    chosen = max(f1, key=lambda k: (f1[k], not k[0], -k[1]))  # the best F1; plain, then the smaller weight, on a tie
-    assert (prior["open_by_type"], prior["weight"]) == chosen
+    f1 = {float(w): v for w, v in prior["validation_f1"].items()}
+    assert sorted(f1) == sorted(WEIGHTS) and "open_by_type" not in prior
+    assert f1[0.0] == pytest.approx(max(e["val_f1"] for e in results["epochs"]))
+    assert prior["weight"] == max(WEIGHTS, key=lambda w: (f1[w], -w))  # the best F1; the smaller weight on a tie
     assert results["transition_prior"]["weight"] == prior["weight"]
     # A run without the prior, fitted after the fact, gets the same prior (the same seed, the same weights).
     args = train_loop.build_parser().parse_args(run_args(tiny, small_panx, tmp_path / "off", "--epochs", "2",
-                                                         "--transition-prior", "off"))
+                                                         "--set", "transition_prior=off"))
     loop.train(train_loop.config_from(args))
     assert json.loads((tmp_path / "off" / "config.json").read_text())["tag_transitions"] is None
     assert fit_prior.main([str(tmp_path / "off")]) == 0
     later = json.loads((tmp_path / "off" / "config.json").read_text())["tag_transitions"]
     assert later["weight"] == prior["weight"] and later["start"] == pytest.approx(prior["start"])
     assert load_model(tmp_path / "off").config.tag_transitions["weight"] == prior["weight"]
-    # --opening type keeps opening by type, at the weight that is best for it.
-    assert fit_prior.main([str(tmp_path / "off"), "--opening", "type"]) == 0
-    typed = json.loads((tmp_path / "off" / "config.json").read_text())["tag_transitions"]
-    by_type = {float(w): v for w, v in typed["validation_f1_open_by_type"].items()}
-    assert typed["open_by_type"] is True and typed["validation_f1"] == {}
-    assert by_type == pytest.approx({w: f1[True, w] for w in WEIGHTS})
-    assert typed["weight"] == max(WEIGHTS, key=lambda w: (by_type[w], -w))

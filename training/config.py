@@ -1,24 +1,31 @@
 """Every setting of a training run in one dataclass, with the book's recipe as the defaults.
 
-`train_loop.py` turns these fields into command-line flags (the `help` metadata is the flag's
-help text), and the experiments build a `TrainConfig` directly, so a setting has one default in
-one place.
+`train_loop.py` turns the fields above the "settings" line into command-line flags (the `help`
+metadata is the flag's help text); the fields below it, knobs that only a measurement needs, have
+no flag of their own and are set with `--set name=value` (nanoGPT's configurator, one option for
+all of them). The experiments build a `TrainConfig` directly, so a setting has one default in one
+place.
 """
 from __future__ import annotations
 
-from dataclasses import MISSING, dataclass, field, fields
+from dataclasses import MISSING, Field, dataclass, field, fields
 
 from runtime.compile import COMPILE_CHOICES
-from xlmr.decoding import DECODINGS, OPENINGS
 from runtime.precision import AMP_CHOICES
+from xlmr.crf import HEADS
+from xlmr.decoding import DECODINGS
 from xlmr.tokenizer import UNSPACED
 
 DEFAULT_MODEL = "xlm-roberta-base"
-CHECKPOINTS = ("best", "average")  # see training/averaging.py
 
 
 class RunError(Exception):
     """A problem found before or during training, reported as one clear line."""
+
+
+def setting(default, help: str, **metadata):
+    """A field without a flag of its own, set with `--set name=value`."""
+    return field(default=default, metadata={"help": help, "setting": True, **metadata})
 
 
 @dataclass
@@ -36,14 +43,7 @@ class TrainConfig:
         "help": "where the run is written (default: runs/<langs>, or runs/<train file name>)"})
     epochs: int = 3
     batch_size: int = field(default=24, metadata={"help": "sentences per optimizer step, over all processes"})
-    eval_batch_size: int = 64
     lr: float = 5e-5
-    lr_decay: float = field(default=1.0, metadata={
-        "help": "layer-wise learning-rate decay: the head trains at --lr, the top encoder layer at lr x d, the one "
-                "below at lr x d^2, ..., the embeddings at lr x d^(layers+1) (1.0: one rate for all, the book's)"})
-    weight_decay: float = 0.01
-    warmup_ratio: float = 0.0
-    max_grad_norm: float = 1.0
     grad_accum: int = field(default=1, metadata={"help": "split each batch into this many micro-batches"})
     num_samples: int | None = field(default=None, metadata={"help": "train on a seeded subset of N sentences"})
     max_length: int = 512
@@ -51,60 +51,102 @@ class TrainConfig:
     amp: str = field(default="auto", metadata={
         "choices": AMP_CHOICES, "help": "autocast: auto = bf16 on GPUs (fp16 + gradient scaler without bf16) and on "
         "CPUs with native bf16 where a probe finds it faster; else fp32"})
-    compile: str = field(default="auto", metadata={
-        "choices": COMPILE_CHOICES, "help": "torch.compile the encoder layers (auto: where measured to help)"})
     device: str | None = field(default=None, metadata={"help": "cpu, cuda, cuda:1 ... (default: cuda if available)"})
     eval_langs: list[str] = field(default_factory=lambda: ["de", "fr", "it", "en"], metadata={
         "help": "PAN-X test sets to score the best epoch on (not with --train-file)"})
     full_splits: bool = field(default=False, metadata={"help": "whole PAN-X splits instead of the Swiss-mix subsets"})
-    random_batches: bool = field(default=False, metadata={"help": "plain shuffled batches instead of length-grouped ones"})
-    label_all_subwords: bool = field(default=False, metadata={
-        "help": "label every sub-word (I- form) instead of the first"})
-    freeze_embeddings: bool = field(default=False, metadata={
-        "help": "keep the pretrained word embeddings fixed: fine-tuning on one language moves only the rows of its "
-                "own sub-words, away from the other languages' (and a step is faster)"})
-    checkpoint: str = field(default="best", metadata={
-        "choices": CHECKPOINTS, "help": "the weights a run keeps: best = the epoch with the best validation F1 (the "
-        "book's), average = the mean of every epoch's end weights (checkpoint averaging; the best epoch is then "
-        "kept in best-epoch/)"})
     head: str = field(default="linear", metadata={
-        "choices": ("linear", "crf"), "help": "linear = each word's cross-entropy (the book's); crf = a linear-chain "
+        "choices": HEADS, "help": "linear = each word's cross-entropy (the book's); crf = a linear-chain "
         "CRF on top, trained on each sentence's likelihood, whose learnt transitions then decode (xlmr/crf.py)"})
     decode: str = field(default="viterbi", metadata={
         "choices": DECODINGS, "help": "how word scores become tags in validation and test: viterbi = the best "
         "valid IOB2 sequence, with the tag-transition prior once fitted (default), iob2 = the constraints alone, "
         "argmax = each word alone (the book's)"})
-    transition_prior: str = field(default="fit", metadata={
-        "choices": ("fit", "off"), "help": "fit = after training, count tag transitions over the training set and "
-        "weight them in Viterbi decoding as validation F1 chooses (default; training/transitions.py), off = the "
-        "IOB2 constraints alone"})
-    opening: str = field(default="choose", metadata={
-        "choices": tuple(OPENINGS), "help": "how the fitted prior's Viterbi opens an entity of type X: choose = "
-        "whichever gives the better validation F1 (default), plain = P(B-X) alone, type = P(B-X) + P(I-X), which "
-        "reads a stray I-X the way seqeval's default mode does (docs/zero-shot.md, 'Opening an entity by type')"})
-    unspaced: str = field(default="runs", metadata={
-        "choices": UNSPACED, "help": "alignment: runs = each run of Han/kana words (PAN-X writes zh and ja a "
-        "character per word) tokenised as one string, and a word's label moved off a bare '▁' onto its next piece "
-        "(default); words = the book's: each word alone, labelled on its first piece"})
-    logging_steps: int = 50
     save_steps: int = field(default=200, metadata={
         "help": "save the training state every N steps (0: epoch ends only)"})
     resume: str | None = field(default=None, metadata={
         "help": "output folder of an interrupted run to continue; pass the run's other arguments unchanged"})
     keep_last: bool = field(default=False, metadata={"help": "keep last/ (the resumable training state) after the run"})
-    peak_tflops: float | None = field(default=None, metadata={"help": "device peak, to report model FLOPs utilisation"})
     no_progress: bool = field(default=False, metadata={"help": "no progress bars"})
+    # ---- settings: no flag of their own; `python train_loop.py --set name=value` --------------------
+    eval_batch_size: int = setting(64, "sentences per batch in validation and test")
+    weight_decay: float = setting(0.01, "AdamW's decoupled weight decay (not on biases and LayerNorm weights)")
+    warmup_ratio: float = setting(0.0, "share of the steps over which the learning rate warms up from 0")
+    max_grad_norm: float = setting(1.0, "gradient clipping")
+    random_batches: bool = setting(False, "plain shuffled batches instead of length-grouped ones")
+    compile: str = setting("auto", "torch.compile the encoder layers (auto: where measured to help)",
+                           choices=COMPILE_CHOICES)
+    transition_prior: str = setting("fit", "fit = after training, count tag transitions over the training set and "
+                                    "weight them in Viterbi decoding as validation F1 chooses (training/"
+                                    "transitions.py); off = the IOB2 constraints alone", choices=("fit", "off"))
+    unspaced: str = setting("runs", "alignment: runs = each run of Han/kana words (PAN-X writes zh and ja a "
+                            "character per word) tokenised as one string, and a word's label moved off a bare '▁' "
+                            "onto its next piece; words = the book's: each word alone, labelled on its first piece",
+                            choices=UNSPACED)
+    logging_steps: int = setting(50, "a metrics.jsonl line every N steps")
+    peak_tflops: float | None = setting(None, "device peak, to report model FLOPs utilisation")
+
+
+def is_setting(f: Field) -> bool:
+    return bool(f.metadata.get("setting"))
+
+
+def default_of(f: Field):
+    return f.default_factory() if f.default_factory is not MISSING else f.default
+
+
+_TRUE, _FALSE = ("true", "yes", "1"), ("false", "no", "0")
+
+
+def read_setting(text: str, allowed: dict[str, Field], chosen: tuple[str, ...] = ()) -> tuple[str, object]:
+    """("name", value) from "name=value", the value read as the field's type: true/false for a
+    switch, none for an optional number, one of the choices where it has them. ValueError says
+    what is wrong. `allowed`: the fields `--set` may set; `chosen`: those the command sets itself
+    (any other field has a flag)."""
+    name, sep, raw = text.partition("=")
+    name = name.strip().replace("-", "_")
+    if not sep:
+        raise ValueError(f"{text!r}: expected NAME=VALUE, e.g. warmup_ratio=0.1")
+    if name not in allowed:
+        known = any(f.name == name for f in fields(TrainConfig))
+        why = ("is chosen by the command" if name in chosen else f"has a flag of its own: --{name.replace('_', '-')}"
+               if known else "is no setting of a run")
+        raise ValueError(f"{name} {why}; --set takes {', '.join(allowed)}")
+    f, raw = allowed[name], raw.strip()
+    kinds = str(f.type).split(" | ")  # "float | None" -> ["float", "None"]
+    try:
+        if "None" in kinds and raw.lower() == "none":
+            return name, None
+        if kinds[0] == "bool":
+            if raw.lower() not in _TRUE + _FALSE:
+                raise ValueError
+            return name, raw.lower() in _TRUE
+        value = {"int": int, "float": float, "str": str}[kinds[0]](raw)
+    except ValueError:
+        hint = " (true or false)" if kinds[0] == "bool" else ""
+        raise ValueError(f"{name}={raw}: not a {kinds[0]}{hint}") from None
+    if f.metadata.get("choices") and value not in f.metadata["choices"]:
+        raise ValueError(f"{name}={raw}: choose from {', '.join(f.metadata['choices'])}")
+    return name, value
+
+
+def setting_text(value) -> str:
+    """A setting's value as `--set` reads it back: true/false, none, else as printed."""
+    return str(value).lower() if value is None or isinstance(value, bool) else str(value)
 
 
 def command_line(cfg: TrainConfig) -> list[str]:
-    """The flags of `python train_loop.py` that give this configuration: those off their default."""
+    """The arguments of `python train_loop.py` that give this configuration: those off their
+    default, as flags or as `--set name=value`."""
     argv = []
     for f in fields(cfg):
-        value, default = getattr(cfg, f.name), f.default_factory() if f.default_factory is not MISSING else f.default
-        if value == default:
+        value = getattr(cfg, f.name)
+        if value == default_of(f):
             continue
         flag = "--" + f.name.replace("_", "-")
-        if isinstance(value, bool):
+        if is_setting(f):
+            argv += ["--set", f"{f.name}={setting_text(value)}"]
+        elif isinstance(value, bool):
             argv.append(flag)
         elif isinstance(value, list):
             argv += [flag, *map(str, value)]

@@ -1,6 +1,5 @@
-"""The end of a run: the weights it keeps (the best epoch's, or with --checkpoint average the
-epochs' mean), their tag-transition prior, their F1 on every test set, and results.json with
-the summary printed."""
+"""The end of a run: the best epoch's weights, their tag-transition prior, their F1 on every
+test set, and results.json with the summary printed."""
 from __future__ import annotations
 
 import shutil
@@ -18,24 +17,8 @@ from .throughput import throughput
 from .transitions import fit_run
 
 
-def keep_average(run) -> None:
-    """--checkpoint average: the mean of the epochs' end weights, validated and saved as the
-    run's checkpoint. Training is over, so the model's own tensors take it."""
-    if run.average is None:
-        return
-    run.average.load_into(run.model)
-    val = evaluate(run.model, run.val_set, run.model.config.id2label, run.cfg.eval_batch_size, run.device,
-                   run.amp_dtype, progress=not run.cfg.no_progress, desc="validation (average)", decode=run.cfg.decode)
-    run.state.average = {"epochs": run.average.count, "val_loss": val["loss"], "val_f1": val["f1"]}
-    run.log.write(type="eval", step=run.state.step, average_of=run.average.count, val_loss=val["loss"], val_f1=val["f1"])
-    if run.is_main:
-        print(f"average of {run.average.count} epochs: validation loss {val['loss']:.4f}, F1 {val['f1']:.4f} "
-              f"(best epoch {run.state.best_epoch}: {run.state.best_f1:.4f}, kept in {run.best_folder})")
-        save_model(run.model, run.out, tokenizer_file=run.tokenizer_file)
-
-
 def kept_model(run):
-    """run.model holding the kept checkpoint's weights (the best epoch's, or the average)."""
+    """run.model holding the kept checkpoint's weights (the best epoch's)."""
     if run.world > 1:
         dist.barrier()  # rank 0 has written the kept weights
     best = run.model  # its compiled layers, if any, are reused
@@ -45,9 +28,9 @@ def kept_model(run):
 
 def fit_transitions(run, best) -> dict | None:
     """The tag-transition prior of the kept checkpoint, its weight chosen on validation
-    (training/transitions.py); saved in its config.json. None with --transition-prior off, and
-    with a CRF, whose learnt transitions take the prior's place."""
-    return fit_run(run, best) if run.cfg.transition_prior == "fit" and best.crf is None else None
+    (training/transitions.py); saved in its config.json. None with transition_prior "off", and
+    for a head that learns its own transitions, which take the prior's place."""
+    return fit_run(run, best) if run.cfg.transition_prior == "fit" and not best.learns_transitions else None
 
 
 def test_best(run, best) -> dict[str, dict]:
@@ -75,8 +58,9 @@ def finish(run, tests: dict[str, dict], prior: dict | None = None) -> dict:
                                      "validation_sentences": len(run.val_set), "total_steps": run.total_steps},
         "epochs": state.epochs,
         "best_epoch": state.best_epoch,
-        "checkpoint": run.cfg.checkpoint,
-        "average": state.average,
+        # Kept for readers of older results: the best epoch is the kept checkpoint, no average.
+        "checkpoint": "best",
+        "average": None,
         "transition_prior": prior,
         "test_f1": {lang: r["f1"] for lang, r in tests.items()},
         "test": tests,

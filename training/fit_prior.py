@@ -3,7 +3,6 @@ the run's results.json names its training and validation data.
 
     python -m training.fit_prior runs/de
     python -m training.fit_prior runs/de/best-epoch          # results.json is one folder up
-    python -m training.fit_prior runs/de --opening type      # open entities by type, whatever validation says
 """
 from __future__ import annotations
 
@@ -13,7 +12,6 @@ import sys
 from dataclasses import fields
 from pathlib import Path
 
-from xlmr.decoding import OPENINGS
 from xlmr.tokenizer import XLMRTokenizer
 from xlmr.weights import load_model, save_config
 
@@ -27,9 +25,6 @@ def main(argv=None) -> int:
     p.add_argument("model", help="checkpoint folder to fit the prior for (its config.json is rewritten)")
     p.add_argument("--run", help="the run folder whose results.json names the training data (default: the "
                    "model folder, or the one above it)")
-    opening = next(f for f in fields(TrainConfig) if f.name == "opening")  # the same flag as train_loop.py's
-    p.add_argument("--opening", choices=opening.metadata["choices"], default=opening.default,
-                   help=opening.metadata["help"])
     args = p.parse_args(argv)
     model_dir = Path(args.model)
     run_dir = Path(args.run) if args.run else next((d for d in (model_dir, model_dir.parent)
@@ -41,19 +36,16 @@ def main(argv=None) -> int:
     recorded = json.loads(results.read_text())["config"]
     cfg = TrainConfig(**{f.name: recorded[f.name] for f in fields(TrainConfig) if f.name in recorded})
     model = load_model(model_dir).eval()
-    if model.crf is not None:
-        print(f"error: {model_dir} has a CRF head: its learnt transitions decode, there is no prior to fit",
+    if model.learns_transitions:
+        print(f"error: {model_dir}: its head learns its own transitions, which decode; there is no prior to fit",
               file=sys.stderr)
         return 2
     train, val, _, _ = load_data(cfg, XLMRTokenizer(model_dir / "sentencepiece.bpe.model"))
-    openings = OPENINGS[args.opening]
-    prior, f1 = fit_prior(model, train["ner_tags"], val, progress=sys.stderr.isatty(), openings=openings)
+    prior, f1 = fit_prior(model, train["ner_tags"], val, progress=sys.stderr.isatty())
     record(model, prior, f1)
     save_config(model.config, model_dir)
-    print(f"{model_dir}: weight {prior.weight}, opening {'by type' if prior.open_by_type else 'plain'}; "
-          "validation F1 by weight: " + "; ".join(
-              f"{'by type' if t else 'plain'} " + ", ".join(f"{w}: {v:.4f}" for (u, w), v in f1.items() if u == t)
-              for t in openings))
+    print(f"{model_dir}: weight {prior.weight}; validation F1 by weight: "
+          + ", ".join(f"{w}: {v:.4f}" for w, v in f1.items()))
     return 0
 
 

@@ -5,7 +5,6 @@
       for each epoch:
         train_epoch(run, epoch)       train_step per global batch; the state saved every --save-steps
         validate_and_checkpoint(run)  validation F1; the best epoch's weights kept
-      keep_average(run)               --checkpoint average: the epochs' mean becomes the checkpoint
       fit_transitions(run, best)      the tag-transition prior, its weight chosen on validation
       test_best(run, best)            the kept weights on every --eval-langs test set
       finish(run, tests)              results.json, clean-up
@@ -30,10 +29,9 @@ from evaluation.predict import evaluate
 from loaders.align import IGNORE
 from loaders.collate import PaddingCollator
 from runtime.compile import bucket_multiple, compile_if_chosen
-from .averaging import WeightAverage
-from .embedding_grad import RowSparseGrad
-from .finish import finish, fit_transitions, keep_average, kept_model, test_best
 from runtime.precision import apply_precision, autocast_for
+from .embedding_grad import RowSparseGrad
+from .finish import finish, fit_transitions, kept_model, test_best
 from xlmr.tokenizer import XLMRTokenizer
 from xlmr.weights import load_model, save_model, tokenizer_file_in
 
@@ -72,7 +70,6 @@ class Run:
     total_steps: int
     log: MetricsLog
     state: TrainState
-    average: WeightAverage | None  # --checkpoint average: the mean of the epochs' end weights
 
     @property
     def is_main(self) -> bool:
@@ -84,13 +81,7 @@ class Run:
         return self.world * self.cfg.grad_accum
 
     def save(self) -> None:
-        save_state(self.out / "last", self.model, self.optimizer, self.scheduler, self.scaler, asdict(self.state),
-                   self.average)
-
-    @property
-    def best_folder(self) -> Path:
-        """Where the best epoch's weights go: the run's checkpoint, or best-epoch/ beside the average."""
-        return self.out / "best-epoch" if self.cfg.checkpoint == "average" else self.out
+        save_state(self.out / "last", self.model, self.optimizer, self.scheduler, self.scaler, asdict(self.state))
 
 
 def setup(cfg: TrainConfig) -> Run:
@@ -100,8 +91,6 @@ def setup(cfg: TrainConfig) -> Run:
     if cfg.batch_size % (world * cfg.grad_accum):
         raise RunError(f"--batch-size {cfg.batch_size} must be divisible by processes x --grad-accum "
                        f"({world} x {cfg.grad_accum})")
-    if not 0 < cfg.lr_decay <= 1:
-        raise RunError(f"--lr-decay {cfg.lr_decay}: must be in (0, 1]; 1 gives every layer --lr")
     if cfg.resume and resumable_state(Path(cfg.resume)) is None:
         raise RunError(f"nothing to resume in {cfg.resume}: no last/state.json")
     if rank == 0:
@@ -120,20 +109,16 @@ def setup(cfg: TrainConfig) -> Run:
     with warnings.catch_warnings():  # a head-less encoder is the usual start: said below, not warned
         warnings.filterwarnings("ignore", message=".*has no token-classification head")
         model = load_model(folder, id2label=dict(enumerate(labels)))  # the data's labels, saved with the weights
-    model.config.glued_pieces_labelled = cfg.label_all_subwords or any(any(g) for g in train_set["word_glued"])
+    model.config.glued_pieces_labelled = any(any(g) for g in train_set["word_glued"])
     if model.head_is_new and rank == 0:
         print(f"a new {len(labels)}-label head ({', '.join(labels)}), drawn from --seed {cfg.seed}")
-    if cfg.head == "crf" and model.crf is None:
-        model.add_crf()
+    model.set_head(cfg.head)
     model.to(device)
     precision = decide_precision(cfg, device, world)
     apply_precision(model, precision)
     amp_dtype, amp_reason = precision.dtype, precision.why
     _, compile_reason = compile_if_chosen(model, cfg.compile, device)
-    if cfg.freeze_embeddings:
-        # The pretrained word vectors stay as they are; see TrainConfig.freeze_embeddings.
-        model.encoder.embeddings.word.weight.requires_grad_(False)
-    word_grad = None if cfg.freeze_embeddings else row_sparse_embedding(model, world)
+    word_grad = row_sparse_embedding(model, world)
     optimizer = build_optimizer(model, cfg, word_grad)
     lengths = [len(x) for x in train_set["input_ids"]]
     total_steps = len(epoch_batches(cfg, lengths, 0, world * cfg.grad_accum)) * cfg.epochs
@@ -142,13 +127,10 @@ def setup(cfg: TrainConfig) -> Run:
               train_set, val_set, test_sets, amp_dtype, amp_reason, compile_reason,
               torch.amp.GradScaler(device.type) if amp_dtype == torch.float16 else None,
               optimizer, linear_schedule(optimizer, int(cfg.warmup_ratio * total_steps), total_steps),
-              word_grad, lengths, total_steps, None, TrainState(precision=precision.record()),
-              WeightAverage() if cfg.checkpoint == "average" else None)
+              word_grad, lengths, total_steps, None, TrainState(precision=precision.record()))
     if cfg.resume:
         saved = load_state(resumable_state(Path(cfg.resume)), model, optimizer, run.scheduler, run.scaler)
-        run.state = TrainState(**saved)
-        if run.average is not None:
-            run.average = WeightAverage.load(resumable_state(Path(cfg.resume)))
+        run.state = TrainState.from_saved(saved)
         if run.is_main:
             print(f"resuming {cfg.resume} at epoch {run.state.epoch + 1}, step {run.state.step}")
     run.log = MetricsLog(out / "metrics.jsonl", run.is_main, run.state.step if cfg.resume else None)
@@ -212,7 +194,7 @@ def train_epoch(run: Run, epoch: int) -> None:
         state.step += 1
         state.batch = b + 1
         state.samples += len(batches[b])
-        group = run.optimizer.param_groups[0]  # --lr on the schedule (groups may scale it: --lr-decay, a CRF)
+        group = run.optimizer.param_groups[0]  # --lr on the schedule (a head's own group may scale it)
         lr = cfg.lr * group["lr"] / group["initial_lr"] if group["initial_lr"] else 0.0
         bar.update(1)
         bar.set_postfix(loss=f"{step_loss:.4f}", lr=f"{lr:.2e}")
@@ -243,11 +225,9 @@ def validate_and_checkpoint(run: Run, epoch: int) -> None:
     if run.is_main:
         print(f"epoch {epoch + 1}: validation loss {val['loss']:.4f}, F1 {val['f1']:.4f}")
         if val["f1"] > state.best_f1:
-            save_model(run.model, run.best_folder, tokenizer_file=run.tokenizer_file)
+            save_model(run.model, run.out, tokenizer_file=run.tokenizer_file)
     if val["f1"] > state.best_f1:
         state.best_f1, state.best_epoch = val["f1"], epoch + 1
-    if run.average is not None:
-        run.average.add(run.model)
     state.epoch, state.batch = epoch + 1, 0
     if run.is_main:
         run.save()
@@ -264,7 +244,6 @@ def train(cfg: TrainConfig) -> dict:
     for epoch in range(run.state.epoch, cfg.epochs):
         train_epoch(run, epoch)
         validate_and_checkpoint(run, epoch)
-    keep_average(run)
     best = kept_model(run)
     prior = fit_transitions(run, best)
     results = finish(run, test_best(run, best), prior)

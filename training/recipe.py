@@ -31,44 +31,26 @@ def row_sparse_embedding(model, world: int) -> RowSparseGrad | None:
     return RowSparseGrad(model.encoder.embeddings.word) if world == 1 else None
 
 
-# The CRF's start and transition scores begin at 0 and need to travel a few nats; at the encoder's
-# 5e-5, Adam moves a weight at most ~0.04 over a 1,575-step run, so they get 100 times that.
-CRF_LR_FACTOR = 100
-
-
-def layer_depth(name: str, n_layers: int) -> int:
-    """0 for the embeddings, i + 1 for encoder layer i, n_layers + 1 for the rest (the head)."""
-    parts = name.split(".")
-    if "embeddings" in parts:
-        return 0
-    if "layers" in parts:
-        return int(parts[parts.index("layers") + 1]) + 1
-    return n_layers + 1
+def own_rates(model) -> dict[int, float]:
+    """id(parameter) -> learning-rate factor, for the parameters of the modules that set their own
+    (an `lr_factor` attribute, as a CRF head's scores do)."""
+    return {id(p): m.lr_factor for m in model.modules() if hasattr(m, "lr_factor") for p in m.parameters()}
 
 
 def parameter_groups(model, cfg: TrainConfig) -> list[dict]:
-    """The Trainer's groups (no weight decay on biases and LayerNorm weights), each split by depth
-    when `cfg.lr_decay` < 1: a parameter `k` steps below the head gets lr x decay^k. The lower
-    layers hold most of what pretraining learnt about all languages; fine-tuning on one language
-    moves them less that way. A CRF's scores get a group of their own at CRF_LR_FACTOR x lr."""
-    by_depth = cfg.lr_decay != 1.0
-    # Only a decay reads our layer names; the benchmarks also build this for transformers' model.
-    n_layers = len(model.encoder.layers) if by_depth else 0
-    groups: dict[tuple[int, bool], dict] = {}
+    """The Trainer's groups: weight decay except on biases and LayerNorm weights. A module that
+    sets its own learning-rate factor gets a group of its own at factor x lr, without weight decay."""
+    rates, groups = own_rates(model), {}
     for name, p in model.named_parameters():
-        if not p.requires_grad:  # a frozen word embedding is left out
-            continue
-        if name.startswith("crf."):
-            groups.setdefault((n_layers + 2, False), {"params": [], "weight_decay": 0.0,
-                                                      "lr": cfg.lr * CRF_LR_FACTOR})["params"].append(p)
-            continue
-        decays = not (name.endswith(".bias") or "norm." in name)
-        depth = layer_depth(name, n_layers) if by_depth else n_layers + 1
-        group = groups.setdefault((depth, decays), {
-            "params": [], "weight_decay": cfg.weight_decay if decays else 0.0,
-            "lr": cfg.lr * cfg.lr_decay ** (n_layers + 1 - depth)})
-        group["params"].append(p)
-    return [groups[k] for k in sorted(groups, key=lambda k: (not k[1], k[0]))]
+        if id(p) in rates:
+            kind, group = rates[id(p)], {"weight_decay": 0.0, "lr": cfg.lr * rates[id(p)]}
+        elif name.endswith(".bias") or "norm." in name:
+            kind, group = "no_decay", {"weight_decay": 0.0, "lr": cfg.lr}
+        else:
+            kind, group = "decay", {"weight_decay": cfg.weight_decay, "lr": cfg.lr}
+        groups.setdefault(kind, {"params": [], **group})["params"].append(p)
+    first = [groups.pop(k) for k in ("decay", "no_decay") if k in groups]
+    return first + list(groups.values())
 
 
 def build_optimizer(model, cfg: TrainConfig, row_grad: RowSparseGrad | None = None) -> torch.optim.Optimizer:

@@ -7,7 +7,7 @@ import json
 import os
 import random
 import shutil
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 
 import numpy as np
@@ -35,12 +35,17 @@ class TrainState:
     # The precision decided when the run started (runtime.precision.Precision.record()), kept for
     # --resume: {"amp": "bf16" | "fp16" | "fp32", "reason": ..., "attention_by_matmul": ...}.
     precision: dict | None = None
-    # --checkpoint average: how many epochs the kept weights average, and their validation.
-    average: dict | None = None
+
+    @classmethod
+    def from_saved(cls, saved: dict) -> "TrainState":
+        """The counters of a state.json; keys an older version wrote and this one lacks (such as
+        a removed weight average's, always None in a run that can be resumed now) are dropped."""
+        known = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in saved.items() if k in known})
 
 
-def save_state(folder: Path, model, optimizer, scheduler, scaler, state: dict, average=None) -> None:
-    """Written to last.tmp/ and swapped in whole (with the running weight average, if any), so a kill at any moment leaves either the old
+def save_state(folder: Path, model, optimizer, scheduler, scaler, state: dict) -> None:
+    """Written to last.tmp/ and swapped in whole, so a kill at any moment leaves either the old
     state or the new one, never a mix: killed between the two renames, the old state waits in
     last.old/ (see `resumable_state`)."""
     tmp, old = folder.with_name("last.tmp"), folder.with_name("last.old")
@@ -56,8 +61,6 @@ def save_state(folder: Path, model, optimizer, scheduler, scaler, state: dict, a
         "rng": {"torch": torch.get_rng_state(), "python": random.getstate(), "numpy": np.random.get_state(),
                 "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None},
     }, tmp / "optimizer.pt")
-    if average is not None:
-        average.save(tmp)
     (tmp / "state.json").write_text(json.dumps(state, indent=2))
     if folder.exists():
         os.replace(folder, old)

@@ -7,9 +7,6 @@ the one of WEIGHTS that gives the best validation F1 (the smallest on a tie), so
 the training language only, once the checkpoint is final; the word scores are computed once and
 decoded per weight. 0 means the constraints alone.
 
-Each weight is tried with both ways of opening an entity (TransitionPrior.open_by_type, see
-xlmr/decoding.py); a tie goes to the plain one, then to the smaller weight.
-
 A checkpoint trained before the prior existed is fitted after the fact by training/fit_prior.py.
 """
 from __future__ import annotations
@@ -19,17 +16,16 @@ from dataclasses import asdict, replace
 from evaluation.predict import predict
 from evaluation.scoring import entity_scores, tag_names
 from xlmr.alignment import spread_to_words
-from xlmr.decoding import OPENINGS, TransitionPrior, inside_ids
+from xlmr.decoding import TransitionPrior, inside_ids
 from xlmr.weights import save_config
 
 WEIGHTS = (0.0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 1.0)
 
 
 def fit_prior(model, train_tags, val_set, batch_size: int = 64, device="cpu", amp_dtype=None,
-              progress: bool = False, openings: tuple[bool, ...] = (False, True)) -> tuple[TransitionPrior, dict[tuple[bool, float], float]]:
-    """(the prior with its chosen weight and opening, validation F1 per (open_by_type, weight)).
-    `train_tags`: the training sentences' tag ids; `val_set`: the encoded validation set;
-    `openings`: the values of open_by_type to try."""
+              progress: bool = False) -> tuple[TransitionPrior, dict[float, float]]:
+    """(the prior with its chosen weight, validation F1 per weight). `train_tags`: the training
+    sentences' tag ids; `val_set`: the encoded validation set."""
     labels = [model.config.id2label[i] for i in range(model.config.num_labels)]
     counted = TransitionPrior.count(train_tags, len(labels))
     outputs = predict(model, val_set, batch_size, device, amp_dtype, progress=progress, desc="transition weight",
@@ -38,37 +34,31 @@ def fit_prior(model, train_tags, val_set, batch_size: int = 64, device="cpu", am
     inside, outside = inside_ids(labels), labels.index("O") if "O" in labels else 0
     scores, glued = [o["scores"] for o in outputs], [o["glued"] for o in outputs]
     f1 = {}
-    for by_type in openings:
-        for weight in WEIGHTS:
-            heads = model.decode(scores, "viterbi", glued, prior=replace(counted, weight=weight, open_by_type=by_type))
-            words = [t if o["spread"] is None else spread_to_words(t, *o["spread"], inside, outside)
-                     for t, o in zip(heads, outputs)]
-            f1[by_type, weight] = entity_scores(gold, tag_names(words, model.config.id2label))["f1"]
-    by_type, weight = max(f1, key=lambda k: (f1[k], not k[0], -k[1]))
-    return replace(counted, weight=weight, open_by_type=by_type), f1
+    for weight in WEIGHTS:
+        heads = model.decode(scores, "viterbi", glued, prior=replace(counted, weight=weight))
+        words = [t if o["spread"] is None else spread_to_words(t, *o["spread"], inside, outside)
+                 for t, o in zip(heads, outputs)]
+        f1[weight] = entity_scores(gold, tag_names(words, model.config.id2label))["f1"]
+    weight = max(f1, key=lambda w: (f1[w], -w))  # the best F1; the smaller weight on a tie
+    return replace(counted, weight=weight), f1
 
 
-def _by_weight(f1: dict[tuple[bool, float], float], by_type: bool, digits: int | None = None) -> dict[str, float]:
-    return {str(w): (v if digits is None else round(v, digits)) for (t, w), v in f1.items() if t == by_type}
-
-
-def record(model, prior: TransitionPrior, f1: dict[tuple[bool, float], float]) -> dict:
+def record(model, prior: TransitionPrior, f1: dict[float, float]) -> dict:
     """Puts the prior in the model's config (saved with it) and returns the summary to report:
-    validation F1 per weight, plain and opening by type."""
-    model.config.tag_transitions = asdict(prior) | {"validation_f1": _by_weight(f1, False),
-                                                    "validation_f1_open_by_type": _by_weight(f1, True)}
-    return {"weight": prior.weight, "open_by_type": prior.open_by_type,
-            "validation_f1": _by_weight(f1, False, 4), "validation_f1_open_by_type": _by_weight(f1, True, 4)}
+    validation F1 per weight. ("open_by_type" stays in the summary, always false, for readers of
+    older results.json files.)"""
+    model.config.tag_transitions = asdict(prior) | {"validation_f1": {str(w): v for w, v in f1.items()}}
+    return {"weight": prior.weight, "open_by_type": False,
+            "validation_f1": {str(w): round(v, 4) for w, v in f1.items()}}
 
 
 def fit_run(run, model) -> dict:
     """At the end of training: fit the prior for the kept checkpoint, save it in config.json."""
     prior, f1 = fit_prior(model, run.train_set["ner_tags"], run.val_set, run.cfg.eval_batch_size, run.device,
-                          run.amp_dtype, progress=not run.cfg.no_progress, openings=OPENINGS[run.cfg.opening])
+                          run.amp_dtype, progress=not run.cfg.no_progress)
     summary = record(model, prior, f1)
     if run.is_main:
         save_config(model.config, run.out)
-        print(f"tag-transition prior: weight {prior.weight}{', opening by type' if prior.open_by_type else ''} "
-              f"(validation F1 {f1[prior.open_by_type, 0.0]:.4f} at weight 0, "
-              f"{f1[prior.open_by_type, prior.weight]:.4f} with)")
+        print(f"tag-transition prior: weight {prior.weight} "
+              f"(validation F1 {f1[0.0]:.4f} at weight 0, {f1[prior.weight]:.4f} with)")
     return summary

@@ -41,8 +41,9 @@ class XLMRConfig:
     # The labels belong to the data (PAN-X's in loaders.panx, a user's file's in loaders.nerfiles) and
     # are saved with the checkpoint; without any, Hugging Face's two placeholders.
     id2label: dict[int, str] = field(default_factory=lambda: {0: "LABEL_0", 1: "LABEL_1"})
-    # Whether fine-tuning put labels on pieces without '▁' (--label-all-subwords, or training text
-    # with Han/kana runs). If not, decoding trusts no B-/I- split on such pieces (xlmr/decoding.py).
+    # Whether fine-tuning put labels on pieces without '▁' (training text with Han/kana runs, or a
+    # checkpoint trained when every sub-word could be labelled). If not, decoding trusts no B-/I-
+    # split on such pieces (xlmr/decoding.py).
     glued_pieces_labelled: bool = False
     # The tag-transition prior "viterbi" decoding adds (xlmr.decoding.TransitionPrior as a dict:
     # start, follow, weight), fitted at the end of training; None: the IOB2 constraints alone.

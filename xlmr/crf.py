@@ -21,6 +21,8 @@ from torch import nn
 
 from .decoding import IGNORE_INDEX, TransitionPrior
 
+HEADS = ("linear", "crf")  # `--head`: a linear layer, or a linear layer with this CRF on top
+
 
 def labelled_positions(logits: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """The labelled tokens of each sentence, moved to the front in order: emissions (B, N, C),
@@ -36,6 +38,11 @@ def labelled_positions(logits: torch.Tensor, labels: torch.Tensor) -> tuple[torc
 
 
 class LinearChainCRF(nn.Module):
+    # The start and transition scores begin at 0 and need to travel a few nats; at the encoder's
+    # 5e-5, Adam moves a weight at most ~0.04 over a 1,575-step run, so the optimizer gives them
+    # this many times the learning rate, without weight decay (training/recipe.py reads it).
+    lr_factor = 100
+
     def __init__(self, n_tags: int):
         super().__init__()
         self.start = nn.Parameter(torch.zeros(n_tags))  # (C,)

@@ -28,23 +28,18 @@ validation set (training/transitions.py): 0.4-0.5 for the German recipe, whose G
 F1 rises .854 -> .860; zero-shot, the 39-language mean rises too (docs/zero-shot.md). A
 checkpoint without a prior decodes "viterbi" as "iob2", the constraints alone.
 
-The validation set also chooses how an entity is *opened* (TransitionPrior.open_by_type). IOB2
-writes a new entity's first word B-X; read leniently, as seqeval's default mode reads it, an I-X
-after O or after another type opens one too. With `open_by_type` Viterbi scores opening an X
-entity there with log(P(B-X) + P(I-X)), the probability that the word is of type X, and keeps
-P(B-X) for a B-X straight after an X (the one place where B- alone marks a boundary). On the
-German recipe's validation set the plain rule wins (0.860 vs 0.859), so it stays plain there.
+An entity is opened with P(B-X) alone. Opening it "by type", log(P(B-X) + P(I-X)), lost on the
+German and English validation sets and was removed (docs/training.md, "Measured and removed");
+a checkpoint whose prior asks for it decodes with the plain rule and says so.
 """
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 
 import torch
 
 DECODINGS = ("viterbi", "iob2", "argmax")  # viterbi: IOB2 + the run's tag-transition prior; iob2: IOB2 alone
-# How a run's prior opens an entity, as the values of open_by_type validation may choose between:
-# choose = whichever has the better validation F1, plain = P(B-X) alone, type = P(B-X) + P(I-X).
-OPENINGS = {"choose": (False, True), "plain": (False,), "type": (True,)}
 IGNORE_INDEX = -100  # the label of tokens that are not scored: later sub-words, <s>, </s>, padding
 FORBIDDEN = -1e4  # added to a forbidden transition's score: finite, so a row of them stays comparable
 
@@ -69,7 +64,6 @@ class TransitionPrior:
     start: list[float]
     follow: list[list[float]]
     weight: float = 0.0
-    open_by_type: bool = False  # open an entity with log(P(B-X) + P(I-X)) (see the module's docstring)
 
     @classmethod
     def count(cls, tag_sequences, n_tags: int, weight: float = 0.0) -> "TransitionPrior":
@@ -83,7 +77,16 @@ class TransitionPrior:
 
     @classmethod
     def from_dict(cls, d: dict | None) -> "TransitionPrior | None":
-        return None if not d else cls(d["start"], d["follow"], float(d["weight"]), bool(d.get("open_by_type", False)))
+        """The prior of a config.json. One fitted when entities could be opened by type
+        ("open_by_type": true) decodes with the plain rule, and a warning says so."""
+        if not d:
+            return None
+        if d.get("open_by_type"):
+            warnings.warn(f"config.json: tag_transitions.open_by_type is true, but opening an entity by type was "
+                          f"removed: decoding with the plain opening at the prior's weight {d['weight']}, which was "
+                          f"chosen for the other rule. `python -m training.fit_prior MODEL` refits the weight; "
+                          f"`--decode iob2` decodes without the prior", stacklevel=2)
+        return cls(d["start"], d["follow"], float(d["weight"]))
 
 
 def allowed_transitions(labels: list[str]) -> tuple[torch.Tensor, torch.Tensor]:
@@ -116,11 +119,6 @@ class TagDecoder:
         self.inside = inside_ids(self.labels)
         pairs = [(b, i) for b, i in enumerate(self.inside) if i != b]  # (B-X, I-X) ids
         self.begin_ids, self.inside_of_begin = [b for b, _ in pairs], [i for _, i in pairs]
-        parts = [_parts(t) for t in self.labels]
-        # opens[p, n]: tag n is a B-X with an I-X form and tag p is not of type X (O, or another type)
-        self.opens = torch.tensor([[n in self.begin_ids and parts[p][1] != parts[n][1] for n in range(len(parts))]
-                                   for p in range(len(parts))], dtype=torch.float)
-        self.open_by_type = bool(prior is not None and prior.open_by_type)
 
     def __call__(self, scores: list[torch.Tensor], method: str = "viterbi",
                  glued: list[list[bool]] | None = None) -> list[list[int]]:
@@ -152,15 +150,6 @@ class TagDecoder:
             x[b, : len(s)] = s.float()
         return x
 
-    def opening_bonus(self, x: torch.Tensor) -> torch.Tensor:
-        """(B, N, C) what opening an entity by type adds to a B-X column of the padded word
-        scores `x`: log(P(B-X) + P(I-X)) - log P(B-X) >= 0; zero in every other column."""
-        bonus = torch.zeros_like(x)
-        if self.begin_ids:
-            begin = x[..., self.begin_ids]
-            bonus[..., self.begin_ids] = torch.logaddexp(begin, x[..., self.inside_of_begin]) - begin
-        return bonus
-
     def viterbi(self, scores: list[torch.Tensor], glued: list[list[bool]] | None = None,
                 with_prior: bool = True) -> list[list[int]]:
         """The best allowed path of every sentence, all sentences of the batch stepped together."""
@@ -170,19 +159,14 @@ class TagDecoder:
         if glued is not None and [len(g) for g in glued] != lengths.tolist():
             raise ValueError("glued must mark each sentence's words, as many as its scores")
         N = int(lengths.max())
-        raw = self.padded(scores)  # (B, N, C)
-        x = self.emissions(raw, glued)
+        x = self.emissions(self.padded(scores), glued)  # (B, N, C)
         start, transition = self.start_penalty, self.transition_penalty
         if with_prior:
             start, transition = start + self.prior_start, transition + self.prior_follow
-        by_type = with_prior and self.open_by_type
-        bonus = self.opening_bonus(raw) if by_type else None  # (B, N, C)
-        best = x[:, 0] + start + (bonus[:, 0] if by_type else 0)  # (B, C): best score of a path ending in each tag
+        best = x[:, 0] + start  # (B, C): best score of a path ending in each tag
         back = []
         for t in range(1, N):
             step = best[:, :, None] + transition  # (B, C_prev, C_next)
-            if by_type:  # the bonus only where the previous tag makes the word open an entity
-                step = step + bonus[:, t, None, :] * self.opens
             step, came_from = step.max(dim=1)  # (B, C) over previous tags
             back.append(came_from)
             best = torch.where((t < lengths)[:, None], step + x[:, t], best)  # finished sentences keep theirs

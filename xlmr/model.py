@@ -12,7 +12,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from .config import XLMRConfig
-from .crf import LinearChainCRF, labelled_positions
+from .crf import HEADS, LinearChainCRF, labelled_positions
 from .decoding import IGNORE_INDEX, TagDecoder, TransitionPrior
 
 
@@ -245,13 +245,20 @@ class XLMRForTokenClassification(nn.Module):
 
     def reset_head(self) -> None:
         self._init_weights(self.classifier)
-        if self.crf is not None:
-            self.add_crf()
+        self.crf = None
+        self.set_head(self.config.head)  # a new CRF (zero scores) where the config has one
 
-    def add_crf(self) -> None:
-        """Puts a new CRF (zero scores) on top of the head: `--head crf`."""
-        self.config.head = "crf"
-        self.crf = LinearChainCRF(self.config.num_labels).to(self.classifier.weight.device)
+    def set_head(self, head: str) -> None:
+        """`--head`: "crf" adds a CRF (zero scores) on the linear head where none is; "linear" takes it off."""
+        if head not in HEADS:
+            raise ValueError(f"unknown head {head!r}; choose from {', '.join(HEADS)}")
+        if head == "linear" or self.crf is None:
+            self.crf = LinearChainCRF(self.config.num_labels).to(self.classifier.bias.device) if head == "crf" else None
+        self.config.head = head
+
+    @property
+    def learns_transitions(self) -> bool:  # a CRF: its learnt transitions decode in a fitted prior's place
+        return getattr(self, "crf", None) is not None
 
     def forward(self, input_ids, attention_mask=None, labels=None, token_type_ids=None):
         """Returns logits (B, T, C), and with labels (B, T) also the mean cross-entropy over the
