@@ -258,7 +258,7 @@ class XLMRForTokenClassification(nn.Module):
 
     @property
     def learns_transitions(self) -> bool:  # a CRF: its learnt transitions decode in a fitted prior's place
-        return getattr(self, "crf", None) is not None
+        return self.crf is not None
 
     def forward(self, input_ids, attention_mask=None, labels=None, token_type_ids=None):
         """Returns logits (B, T, C), and with labels (B, T) also the mean cross-entropy over the
@@ -270,10 +270,9 @@ class XLMRForTokenClassification(nn.Module):
     # The one loss and the one decoding of the project: training, prediction, the sweep, the
     # tagger and the service all call these two.
     def loss(self, logits: torch.Tensor, labels: torch.Tensor, reduction: str = "mean") -> torch.Tensor:
-        """`cross_entropy` over the tokens whose label is not -100 (IGNORE_INDEX). With a CRF,
-        "sum" and "mean" are its negative log-likelihood summed over the sentences (and divided
-        by the labelled tokens); "none" stays the per-token cross-entropy of the logits, which
-        `eval.py errors` ranks words by (a CRF has no loss per token)."""
+        """`cross_entropy` over the tokens whose label is not -100. With a CRF, "sum" and "mean" are
+        its negative log-likelihood over the sentences (divided by the labelled tokens); "none" is
+        the per-token cross-entropy, which `eval.py errors` ranks words by."""
         if self.crf is not None and reduction != "none":
             nll = self.crf.nll(*labelled_positions(logits.float(), labels)).sum()
             return nll if reduction == "sum" else nll / (labels != IGNORE_INDEX).sum().clamp(min=1)
@@ -292,10 +291,8 @@ class XLMRForTokenClassification(nn.Module):
         if prior is not None:
             decoder = TagDecoder(labels, prior)
         else:
-            source = self.config.tag_transitions
-            # Built once per label list and prior, not per batch: the prior's dict is replaced, never edited.
-            cached = self._decoder
-            if cached is None or cached.labels != labels or self._prior_source is not source:
+            source = self.config.tag_transitions  # decoder built once per label list and prior, not per batch
+            if self._decoder is None or self._decoder.labels != labels or self._prior_source is not source:
                 self._decoder, self._prior_source = TagDecoder(labels, TransitionPrior.from_dict(source)), source
             decoder = self._decoder
         # A model trained with labels on glued pieces learnt their B-/I- split: nothing to make up for.
