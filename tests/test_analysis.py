@@ -11,8 +11,7 @@ import torch.nn.functional as F
 
 import eval as ev
 from experiments import crosslingual
-from tests.test_train import tiny_checkpoint
-from tests.tiny import panx_head
+from tests.tiny import panx_head, tiny_checkpoint
 from loaders.panx import TAGS
 from xlmr.tokenizer import XLMRTokenizer
 from xlmr.weights import load_model

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.test_serving import confident_checkpoint
+from tests.tiny import confident_checkpoint
 from xlmr.tagger import Tagger
 from xlmr.tokenizer import XLMRTokenizer
 from xlmr.weights import load_model

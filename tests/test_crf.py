@@ -8,12 +8,11 @@ import math
 import pytest
 import torch
 
-from tests.tiny import TAGS
+from tests.tiny import TAGS, run_args
 from xlmr.config import XLMRConfig
 from xlmr.crf import LinearChainCRF, labelled_positions
 from xlmr.model import XLMRForTokenClassification
 from xlmr.weights import CheckpointError, export_hf, load_model, save_model
-from tests.test_train import run_args, small_panx, tiny  # noqa: F401  (fixtures)
 
 
 def sequence_score(emissions, start, transitions, tags) -> float:

@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from tests.test_train import tiny_checkpoint
+from tests.tiny import tiny_checkpoint
 from xlmr.weights import load_model
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -15,9 +15,7 @@ import pytest
 
 from loaders.nerfiles import to_iob2
 from serving.server import Running, build_service
-from tests.test_serving import post
-from tests.test_train import tiny_checkpoint
-from tests.tiny import hf_first_subword_tags
+from tests.tiny import hf_first_subword_tags, post, tiny_checkpoint
 from xlmr.tagger import Tagger
 from xlmr.tokenizer import XLMRTokenizer
 from xlmr.weights import export_hf, load_model

@@ -12,7 +12,7 @@ import urllib.request
 import pytest
 
 from serving.server import Running, build_service
-from tests.test_serving import confident_checkpoint
+from tests.tiny import confident_checkpoint
 
 TEXT = "Angela Merkel besuchte Paris und traf Emmanuel Macron"
 

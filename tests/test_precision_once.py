@@ -14,8 +14,8 @@ import torch.multiprocessing as mp
 from training import TrainConfig, loop, prepare
 from xlmr import precision
 
-from tests.test_train import run_args, small_panx, tiny  # noqa: F401 (fixtures)
 import train_loop
+from tests.tiny import run_args
 
 
 class FlippingProbe:
@@ -29,7 +29,7 @@ class FlippingProbe:
         return (None, "fp32: first probe") if self.calls == 1 else (torch.bfloat16, "bf16: a later probe")
 
 
-def test_a_resumed_run_keeps_the_first_precision(tiny, small_panx, tmp_path, monkeypatch):  # noqa: F811
+def test_a_resumed_run_keeps_the_first_precision(tiny, small_panx, tmp_path, monkeypatch):
     probe = FlippingProbe()
     monkeypatch.setattr(prepare, "choose", probe)
     out = tmp_path / "run"

@@ -7,7 +7,7 @@ import copy
 
 import torch
 
-from tests.test_serving import SENTENCES, confident_checkpoint
+from tests.tiny import SENTENCES, confident_checkpoint
 from xlmr.quantize import ready_for_inference
 from xlmr.tagger import Tagger
 from xlmr.tokenizer import XLMRTokenizer

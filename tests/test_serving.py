@@ -5,41 +5,18 @@ from __future__ import annotations
 
 import http.client
 import json
-import urllib.error
 import urllib.request
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
-import torch
 
 from serving.api import Limits
 from serving.server import Running, build_service
+from tests.tiny import SENTENCES, confident_checkpoint, post
 from xlmr.tagger import Tagger
 from xlmr.tokenizer import XLMRTokenizer
-from xlmr.weights import export_hf, load_model, save_model
-
-SENTENCES = [
-    "Jeff Dean ist ein Informatiker bei Google in Kalifornien",
-    "Jeff Dean est informaticien chez Google en Californie",
-    "Angela Merkel besuchte Paris und traf Emmanuel Macron",
-    "Il Colosseo si trova a Roma in Italia",
-    "Barack Obama was born in Hawaii and worked in Chicago",
-    "Lionel Messi joue pour Inter Miami aux États-Unis",
-]
-
-
-def confident_checkpoint(folder: Path, spm_path: Path) -> Path:
-    """The tiny random model with its head scaled up: confident, so fp32 noise between two
-    implementations cannot flip a tag."""
-    from tests.test_train import tiny_checkpoint
-
-    tiny_checkpoint(folder, spm_path, dropout=0.0)
-    model = load_model(folder)
-    with torch.no_grad():
-        model.classifier.weight.mul_(40.0)
-    save_model(model, folder, tokenizer_file=spm_path)
-    return folder
+from xlmr.weights import export_hf, load_model
 
 
 @pytest.fixture(scope="module")
@@ -65,16 +42,6 @@ def service(model_dir):
 def url(service):
     with Running(service) as u:
         yield u
-
-
-def post(url, body, raw=False):
-    data = body if raw else json.dumps(body).encode()
-    request = urllib.request.Request(url + "/api/tag", data=data, headers={"Content-Type": "application/json"})
-    try:
-        with urllib.request.urlopen(request, timeout=60) as r:
-            return r.status, json.loads(r.read())
-    except urllib.error.HTTPError as e:
-        return e.code, json.loads(e.read())
 
 
 def expected(direct, text, aggregation="first"):

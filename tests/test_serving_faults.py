@@ -23,7 +23,7 @@ import eval as ev
 from serving.api import Limits
 from serving.batcher import Batcher
 from serving.server import Running, Service, check_exposure
-from tests.test_serving import confident_checkpoint
+from tests.tiny import confident_checkpoint
 from xlmr.tagger import Entity, Tagged
 
 ROOT = Path(__file__).resolve().parents[1]

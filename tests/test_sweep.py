@@ -11,8 +11,7 @@ import pytest
 
 import eval as ev
 from evaluation.sweep import mean_line, side_by_side, summarise
-from tests.test_train import tiny_checkpoint
-from tests.tiny import hf_first_subword_tags
+from tests.tiny import hf_first_subword_tags, tiny_checkpoint
 
 LANGS = ("de", "fr", "ja", "ar", "hi", "zh")
 

@@ -17,39 +17,12 @@ from safetensors.torch import load_file
 import train_loop
 from training import RunError, loop
 from training.state import resumable_state, save_state
-from tests.tiny import panx_head
 from loaders.panx import TAGS
-from xlmr.config import XLMRConfig
+from tests.tiny import run_args, tiny_checkpoint
 from xlmr.model import XLMRForTokenClassification
-from xlmr.weights import load_model, save_model
+from xlmr.weights import load_model
 
 ROOT = Path(__file__).resolve().parents[1]
-
-
-def tiny_checkpoint(folder: Path, spm_path: Path, labels: int = 7, dropout: float = 0.1) -> Path:
-    """A 2-layer, 32-wide random model on the real 250,002-piece vocabulary."""
-    torch.manual_seed(0)
-    id2label = dict(enumerate(TAGS)) if labels == len(TAGS) else {i: f"L{i}" for i in range(labels)}
-    config = XLMRConfig(hidden_size=32, num_hidden_layers=2, num_attention_heads=4, intermediate_size=64,
-                        hidden_dropout_prob=dropout, attention_probs_dropout_prob=dropout, id2label=id2label)
-    save_model(XLMRForTokenClassification(config), folder, tokenizer_file=spm_path)
-    return folder
-
-
-@pytest.fixture(scope="module")
-def small_panx(panx_dir, tmp_path_factory) -> Path:
-    """The first sentences of the real German files: 240 train, 64 dev, 64 test."""
-    return panx_head(panx_dir, tmp_path_factory.mktemp("panx-small"))
-
-
-@pytest.fixture(scope="module")
-def tiny(spm_path, tmp_path_factory) -> Path:
-    return tiny_checkpoint(tmp_path_factory.mktemp("tiny"), spm_path)
-
-
-def run_args(model, data, out, *extra):
-    return ["--langs", "de", "--eval-langs", "de", "--model", str(model), "--data-dir", str(data), "--full-splits",
-            "--output-dir", str(out), "--batch-size", "8", "--lr", "1e-3", "--seed", "3", "--no-progress", *extra]
 
 
 def cli(args, **kw):
