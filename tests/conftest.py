@@ -81,4 +81,5 @@ def tiny(spm_path, tmp_path_factory) -> Path:
 
 
 def pytest_configure(config):
-    config.addinivalue_line("markers", "slow: long real-data checks, run with `pytest -m slow`")
+    config.addinivalue_line("markers", "slow: subprocesses, DDP and other process groups, the browser, whole "
+                                       "training runs and exports run by transformers; `pytest -m slow`")

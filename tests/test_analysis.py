@@ -121,6 +121,7 @@ def test_transfer_table_by_hand():
     assert crosslingual.table_csv(table).splitlines()[3] == "all,0.8100,0.8000,0.7900,0.7000"
 
 
+@pytest.mark.slow
 def test_experiments_run_resume_and_tables(tiny, small_panx4, tmp_path):
     root = tmp_path / "exp"
     argv = ["experiments", "--model", str(tiny), "--data-dir", str(small_panx4), "--full-splits", "--amp", "off",

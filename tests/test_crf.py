@@ -91,6 +91,7 @@ def test_a_crf_model_learns_transitions_decodes_with_them_and_is_saved(tmp_path)
     assert not (tmp_path / "hf" / "model.safetensors").exists()
 
 
+@pytest.mark.slow
 def test_a_crf_run_trains_its_transitions_and_fits_no_prior(tiny, small_panx, tmp_path):
     import train_loop
     from training import loop

@@ -29,6 +29,7 @@ class FlippingProbe:
         return (None, "fp32: first probe") if self.calls == 1 else (torch.bfloat16, "bf16: a later probe")
 
 
+@pytest.mark.slow
 def test_a_resumed_run_keeps_the_first_precision(tiny, small_panx, tmp_path, monkeypatch):
     probe = FlippingProbe()
     monkeypatch.setattr(prepare, "choose", probe)
@@ -72,6 +73,7 @@ def _rank(rank: int, port: int, out: str) -> None:
     dist.destroy_process_group()
 
 
+@pytest.mark.slow
 def test_every_ddp_rank_takes_rank_zeros_decision(tmp_path):
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

@@ -153,6 +153,7 @@ def test_concurrent_clients_are_batched_and_answered_right(url, direct, service)
         assert status == 200 and body["entities"] == expected(direct, text)
 
 
+@pytest.mark.slow
 def test_exported_checkpoint_matches_in_transformers_pipeline(model_dir, direct, tmp_path):
     from transformers import AutoTokenizer, pipeline
 

@@ -164,6 +164,7 @@ def test_openapi_describes_the_tagging_route():
     assert "503" in route["responses"] and "413" in route["responses"]
 
 
+@pytest.mark.slow
 def test_sigterm_finishes_the_request_in_flight_then_exits_0(spm_path, tmp_path):
     model = confident_checkpoint(tmp_path / "model", spm_path)
     with socket.socket() as s:

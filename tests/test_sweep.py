@@ -65,6 +65,7 @@ def trained(tiny, small_xtreme, tmp_path_factory) -> Path:
     return out
 
 
+@pytest.mark.slow
 def test_sweep_of_a_trained_model_matches_transformers_and_seqeval(trained, small_xtreme, tmp_path):
     """Independent of our encoder, tokenizer glue and scoring: the checkpoint exported to
     Hugging Face, run by transformers on the words (is_split_into_words, first sub-word's
@@ -122,6 +123,7 @@ def counted_scores(predictions: str) -> dict:
     return {"precision": precision, "recall": recall, "f1": f1, "entities": len(gold)}
 
 
+@pytest.mark.slow
 def test_sweep_scores_are_the_counts_of_its_predictions_and_equal_eval_test(trained, small_xtreme, tmp_path):
     """Every language's precision, recall and F1 (Viterbi decoding, Han runs for zh and ja)
     recounted by hand from the predictions file, whose words and gold tags are the test file's;

@@ -37,6 +37,7 @@ def without_figures(precision: dict) -> dict:
     return {**precision, "reason": re.sub(r"\d+", "#", precision["reason"])}
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("checkpoint", ["best", "average"])
 def test_resume_after_sigkill_equals_uninterrupted(tiny, small_panx, tmp_path, checkpoint):
     common = ("--epochs", "2", "--save-steps", "2", "--keep-last", "--checkpoint", checkpoint)
@@ -86,6 +87,7 @@ def test_resume_after_sigkill_equals_uninterrupted(tiny, small_panx, tmp_path, c
     assert steps == a_steps  # no step logged twice after the resume
 
 
+@pytest.mark.slow
 def test_ddp_matches_single_process(spm_path, small_panx, tmp_path):
     model = tiny_checkpoint(tmp_path / "tiny", spm_path, dropout=0.0)  # no dropout: ranks draw other masks
     # fp32: two half batches sum to the whole batch's gradient up to fp32's rounding, which the
@@ -129,6 +131,7 @@ def test_bf16_autocast_on_cpu(tiny):
     assert (bf16.float() - fp32).abs().max() > 0  # it did run in bf16
 
 
+@pytest.mark.slow
 def test_training_runs_under_bf16(tiny, small_panx, tmp_path):
     r = cli(run_args(tiny, small_panx, tmp_path / "bf16", "--epochs", "1", "--amp", "bf16", "--num-samples", "64"))
     assert r.returncode == 0, r.stderr
@@ -158,6 +161,7 @@ def test_bad_input_fails_before_training(case, tiny, spm_path, small_panx, tmp_p
     assert expected in captured.err and "training on" not in captured.out
 
 
+@pytest.mark.slow
 def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(tiny, small_panx, tmp_path, monkeypatch):
     real_loss = XLMRForTokenClassification.loss
     calls = {"n": 0}
@@ -245,6 +249,7 @@ def test_labels_on_every_sub_word_are_recorded_for_decoding(tiny, small_panx, tm
     assert load_model(tmp_path / "all").config.glued_pieces_labelled
 
 
+@pytest.mark.slow
 def test_the_transition_prior_is_counted_on_training_tags_and_weighted_on_validation(tiny, small_panx, tmp_path):
     from loaders.panx import read_conll
     from training import fit_prior
