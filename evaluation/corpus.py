@@ -8,7 +8,11 @@ Streaming in constant memory: the input is read in chunks of `chunk_lines` lines
 tagged (the tagger batches its windows by length), written whole to `<output>.parts/<chunk>.jsonl`
 (atomically), then appended to the output in order. Killed at any moment and run again with
 the same arguments, it continues: a half-written last output line is cut off, the lines the
-output holds are skipped, and a chunk whose part is written is not tagged again. Under
+output holds are skipped, and a chunk whose part is written is not tagged again. The parts
+folder records the settings that decide the bytes (chunk size, batch size, windows, precision,
+decoding) and a rerun with other settings is refused: a chunk is then tagged in the same
+batches whichever run tags it, so the output is the uninterrupted run's byte for byte in every
+precision (a different batch size can move a score's last digit, in fp32 as in bf16). Under
 `torchrun --nproc_per_node N`, process r tags the chunks c with c % N == r and rank 0 appends
 them in order, so the output is the one a single process writes: chunks, and so batches, are
 the same whatever the number of processes. Scores are rounded to 6 decimals.
@@ -117,15 +121,26 @@ def merge_ready(output: Path, parts: Path, done: int, chunk_lines: int) -> int:
             return done
 
 
-def start_parts(parts: Path, done: int, chunk_lines: int, source: Path) -> None:
-    """The parts folder, checked to belong to this input and chunk size; parts already in the
-    output (a kill between an append and a removal) are removed."""
+def tagging_settings(tagger, chunk_lines: int, aggregation: str, decode: str) -> dict:
+    """What decides the output's bytes besides the input and the model: how lines are grouped
+    into batches and windows, the precision they run in, and how tags are read off."""
+    return {"chunk_lines": chunk_lines, "batch_size": tagger.batch_size, "max_length": tagger.max_length,
+            "stride": tagger.stride, "precision": str(tagger.amp_dtype or "float32").removeprefix("torch."),
+            "unspaced": tagger.unspaced, "aggregation": aggregation, "decode": decode}
+
+
+def start_parts(parts: Path, done: int, settings: dict, source: Path) -> None:
+    """The parts folder, checked to belong to this input and these settings; parts already in
+    the output (a kill between an append and a removal) are removed."""
     parts.mkdir(exist_ok=True)
-    meta, expected = parts / "meta.json", {"input": str(source.resolve()), "chunk_lines": chunk_lines}
-    if meta.exists() and json.loads(meta.read_text()) != expected:
-        raise CorpusError(f"{parts} belongs to another run ({meta.read_text().strip()}); "
-                          f"rerun with the same --input and --chunk-lines, or remove it")
+    meta, expected = parts / "meta.json", {"input": str(source.resolve()), **settings}
+    if meta.exists() and (before := json.loads(meta.read_text())) != expected:
+        differ = ", ".join(f"{k} {before.get(k)!r} there, {v!r} here"
+                           for k, v in expected.items() if before.get(k) != v)
+        raise CorpusError(f"{parts} belongs to another run ({differ}); rerun with the same --input, --chunk-lines "
+                          f"and tagging flags, or remove it")
     write_text_atomic(meta, json.dumps(expected))
+    chunk_lines = settings["chunk_lines"]
     for part in parts.glob("[0-9]*.jsonl"):
         if (int(part.stem) + 1) * chunk_lines <= done:
             part.unlink()
@@ -150,7 +165,7 @@ def tag_corpus(tagger, source: Path, output: Path, chunk_lines: int = 1024, aggr
     shared = [None]
     if rank == 0:
         done = recover_output(output)
-        start_parts(parts, done, chunk_lines, source)
+        start_parts(parts, done, tagging_settings(tagger, chunk_lines, aggregation, decode), source)
         with open(source, "rb") as f:
             total = sum(1 for _ in f)
         shared = [(done, total)]

@@ -64,5 +64,22 @@ def e5_hf_dir(tmp_path_factory) -> Path:
     return out
 
 
+@pytest.fixture(scope="module")
+def small_panx(panx_dir, tmp_path_factory) -> Path:
+    """The first sentences of the real German files: 240 train, 64 dev, 64 test."""
+    from tests.tiny import panx_head
+
+    return panx_head(panx_dir, tmp_path_factory.mktemp("panx-small"))
+
+
+@pytest.fixture(scope="module")
+def tiny(spm_path, tmp_path_factory) -> Path:
+    """tests.tiny.tiny_checkpoint: our tiny random model (dropout 0.1), once per module."""
+    from tests.tiny import tiny_checkpoint
+
+    return tiny_checkpoint(tmp_path_factory.mktemp("tiny"), spm_path)
+
+
 def pytest_configure(config):
-    config.addinivalue_line("markers", "slow: long real-data checks, run with `pytest -m slow`")
+    config.addinivalue_line("markers", "slow: subprocesses, DDP and other process groups, the browser, whole "
+                                       "training runs and exports run by transformers; `pytest -m slow`")

@@ -11,8 +11,7 @@ import torch.nn.functional as F
 
 import eval as ev
 from experiments import crosslingual
-from tests.test_train import tiny_checkpoint
-from tests.tiny import panx_head
+from tests.tiny import panx_head, tiny_checkpoint
 from loaders.panx import TAGS
 from xlmr.tokenizer import XLMRTokenizer
 from xlmr.weights import load_model
@@ -122,6 +121,7 @@ def test_transfer_table_by_hand():
     assert crosslingual.table_csv(table).splitlines()[3] == "all,0.8100,0.8000,0.7900,0.7000"
 
 
+@pytest.mark.slow
 def test_experiments_run_resume_and_tables(tiny, small_panx4, tmp_path):
     root = tmp_path / "exp"
     argv = ["experiments", "--model", str(tiny), "--data-dir", str(small_panx4), "--set", "full_splits=true",

@@ -1,6 +1,6 @@
 """`eval.py tag --input --output`: a corpus tagged line by line as the tagger tags each text, the
 same output after a SIGKILL and a rerun (a half-written line included) and from two torchrun
-processes, and bad lines named by file:line."""
+processes, a rerun with other tagging settings refused, and bad lines named by file:line."""
 from __future__ import annotations
 
 import json
@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.test_serving import confident_checkpoint
+from tests.tiny import SENTENCES, confident_checkpoint
 from xlmr.tagger import Tagger
 from xlmr.tokenizer import XLMRTokenizer
 from xlmr.weights import load_model
@@ -57,6 +57,7 @@ def uninterrupted(model_dir, corpus, tmp_path_factory) -> Path:
     return out
 
 
+@pytest.mark.slow
 def test_every_line_as_the_tagger_tags_it(uninterrupted, corpus, model_dir):
     texts = corpus.read_text(encoding="utf-8").splitlines()
     records = [json.loads(line) for line in uninterrupted.read_text(encoding="utf-8").splitlines()]
@@ -71,10 +72,15 @@ def test_every_line_as_the_tagger_tags_it(uninterrupted, corpus, model_dir):
     assert sum(len(r["entities"]) for r in records) > 40
 
 
+@pytest.mark.slow
 def test_killed_and_rerun_writes_the_same_output(uninterrupted, model_dir, corpus, tmp_path):
+    """The same command, killed and run again: the uninterrupted run's bytes. Each chunk is tagged
+    whole in one run, in the same batches whichever run it is (a rerun with another batch size
+    is refused, below), so this holds in every precision: a score's 6th decimal can move with
+    the batch's make-up, in fp32 as in bf16."""
     out = tmp_path / "tagged.jsonl"
     env = dict(os.environ, PYTHONPATH=str(ROOT), OMP_NUM_THREADS="1")
-    proc = subprocess.Popen([sys.executable, *tag_command(model_dir, corpus, out, "--batch-size", "4")], env=env,
+    proc = subprocess.Popen([sys.executable, *tag_command(model_dir, corpus, out)], env=env,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.time() + 300
     while time.time() < deadline and not (out.is_file() and out.stat().st_size > 10_000):
@@ -90,6 +96,7 @@ def test_killed_and_rerun_writes_the_same_output(uninterrupted, model_dir, corpu
     assert out.read_bytes() == uninterrupted.read_bytes()
 
 
+@pytest.mark.slow
 def test_two_torchrun_processes_write_the_same_output(uninterrupted, model_dir, corpus, tmp_path):
     out = tmp_path / "tagged.jsonl"
     r = run(["-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29531",
@@ -98,9 +105,38 @@ def test_two_torchrun_processes_write_the_same_output(uninterrupted, model_dir, 
     assert out.read_bytes() == uninterrupted.read_bytes()
 
 
-def test_a_bad_line_is_named(model_dir, tmp_path):
+def test_a_rerun_with_other_tagging_settings_is_refused(model_dir, tmp_path):
+    """A run stopped after two chunks (by a bad line) continues only with the settings it began
+    with: another batch size or precision would tag the remaining chunks in other batches."""
+    import torch
+
+    from evaluation.corpus import CorpusError, tag_corpus
+
+    model, tokenizer = load_model(model_dir), XLMRTokenizer(model_dir)
+    lines = [json.dumps({"text": s}) for s in SENTENCES * 4]  # 24 lines: 3 chunks of 8
+    corpus, out = tmp_path / "corpus.jsonl", tmp_path / "out.jsonl"
+    corpus.write_text("\n".join(lines[:19] + ['{"txt": "no text"}'] + lines[20:]) + "\n", encoding="utf-8")
+
+    def tag(batch_size=16, amp_dtype=None):
+        tagger = Tagger(model, tokenizer, amp_dtype=amp_dtype, batch_size=batch_size)
+        return tag_corpus(tagger, corpus, out, chunk_lines=8, progress=False)
+
+    with pytest.raises(CorpusError, match=":20: expected an object"):
+        tag()
+    assert len(out.read_text(encoding="utf-8").splitlines()) == 16
+    corpus.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    with pytest.raises(CorpusError, match="batch_size 16 there, 4 here"):
+        tag(batch_size=4)
+    with pytest.raises(CorpusError, match="precision 'float32' there, 'bfloat16' here"):
+        tag(amp_dtype=torch.bfloat16)
+    assert tag()["written"] == 24 and not out.with_name(out.name + ".parts").exists()
+    assert [json.loads(line)["text"] for line in out.read_text(encoding="utf-8").splitlines()] == SENTENCES * 4
+
+
+def test_a_bad_line_is_named(model_dir, tmp_path, capsys):
+    import eval as ev
+
     corpus = tmp_path / "corpus.jsonl"
     corpus.write_text('{"text": "Jeff Dean", "id": "a"}\n{"txt": "no text"}\n', encoding="utf-8")
-    r = run(tag_command(model_dir, corpus, tmp_path / "out.jsonl"))
-    assert r.returncode == 1
-    assert f"{corpus}:2: expected an object with a 'text' string" in r.stderr
+    assert ev.main(tag_command(model_dir, corpus, tmp_path / "out.jsonl")[1:]) == 1
+    assert f"{corpus}:2: expected an object with a 'text' string" in capsys.readouterr().err

@@ -8,12 +8,11 @@ import math
 import pytest
 import torch
 
-from tests.tiny import TAGS
+from tests.tiny import TAGS, run_args
 from xlmr.config import XLMRConfig
 from xlmr.crf import LinearChainCRF, labelled_positions
 from xlmr.model import XLMRForTokenClassification
 from xlmr.weights import CheckpointError, export_hf, load_model, save_model
-from tests.test_train import run_args, small_panx, tiny  # noqa: F401  (fixtures)
 
 
 def sequence_score(emissions, start, transitions, tags) -> float:
@@ -92,6 +91,7 @@ def test_a_crf_model_learns_transitions_decodes_with_them_and_is_saved(tmp_path)
     assert not (tmp_path / "hf" / "model.safetensors").exists()
 
 
+@pytest.mark.slow
 def test_a_crf_run_trains_its_transitions_and_fits_no_prior(tiny, small_panx, tmp_path):
     import train_loop
     from training import loop

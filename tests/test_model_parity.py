@@ -74,6 +74,7 @@ def test_inference_parity(tmp_path, model_type, manual):
         assert not hidden[~real].any()  # padding positions come out as zeros
 
 
+@pytest.mark.slow  # two 278M-parameter models and a 1.1 GB checkpoint: ~2 minutes on 2 cores
 def test_base_sized_parity(tmp_path):
     """xlm-roberta-base's shapes (278M parameters, random weights), both attention paths."""
     from transformers import XLMRobertaConfig

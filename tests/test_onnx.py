@@ -8,14 +8,16 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import pytest
 import torch
 
-from tests.test_train import tiny_checkpoint
+from tests.tiny import tiny_checkpoint
 from xlmr.weights import load_model
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
+@pytest.mark.slow
 def test_onnx_export_runs_in_onnx_runtime(spm_path, tmp_path):
     import onnxruntime as ort  # in the test extra, as are onnx and onnxscript for the exporter
 

@@ -15,9 +15,7 @@ import pytest
 
 from loaders.conll import to_iob2
 from serving.server import Running, build_service
-from tests.test_serving import post
-from tests.test_train import tiny_checkpoint
-from tests.tiny import hf_first_subword_tags
+from tests.tiny import hf_first_subword_tags, post, tiny_checkpoint
 from xlmr.tagger import Tagger
 from xlmr.tokenizer import XLMRTokenizer
 from xlmr.weights import export_hf, load_model
@@ -81,6 +79,7 @@ def trained(spm_path, tmp_path_factory):
     return root / "run", files
 
 
+@pytest.mark.slow
 def test_the_checkpoint_holds_the_files_labels(trained):
     out, _ = trained
     config = json.loads((out / "config.json").read_text())
@@ -89,6 +88,7 @@ def test_the_checkpoint_holds_the_files_labels(trained):
     assert set(results["test_f1"]) == {"test.conll"}
 
 
+@pytest.mark.slow
 def test_eval_test_file_against_seqeval_on_transformers(trained, tmp_path):
     from seqeval.metrics import f1_score
     from transformers import AutoModelForTokenClassification, AutoTokenizer
@@ -111,6 +111,7 @@ def test_eval_test_file_against_seqeval_on_transformers(trained, tmp_path):
     assert ours > 0.5  # one epoch learns these templates
 
 
+@pytest.mark.slow
 def test_tagger_service_and_pipeline_return_the_files_types(trained, tmp_path):
     from transformers import pipeline
 

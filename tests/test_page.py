@@ -12,7 +12,7 @@ import urllib.request
 import pytest
 
 from serving.server import Running, build_service
-from tests.test_serving import confident_checkpoint
+from tests.tiny import confident_checkpoint
 
 TEXT = "Angela Merkel besuchte Paris und traf Emmanuel Macron"
 
@@ -35,6 +35,7 @@ def browser():
     return webdriver.Chrome(service=Service(executable_path=driver), options=options)
 
 
+@pytest.mark.slow
 def test_page_highlights_the_entities_the_api_finds(spm_path, tmp_path):
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support import expected_conditions as ec

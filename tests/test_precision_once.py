@@ -18,8 +18,8 @@ from training import TrainConfig, loop, prepare
 from xlmr.config import XLMRConfig
 from xlmr.model import SelfAttention, XLMRForTokenClassification
 
-from tests.test_train import run_args, small_panx, tiny  # noqa: F401 (fixtures)
 import train_loop
+from tests.tiny import run_args
 
 
 class FlippingProbe:
@@ -33,7 +33,8 @@ class FlippingProbe:
         return (None, "fp32: first probe") if self.calls == 1 else (torch.bfloat16, "bf16: a later probe")
 
 
-def test_a_resumed_run_keeps_the_first_precision(tiny, small_panx, tmp_path, monkeypatch):  # noqa: F811
+@pytest.mark.slow
+def test_a_resumed_run_keeps_the_first_precision(tiny, small_panx, tmp_path, monkeypatch):
     probe = FlippingProbe()
     monkeypatch.setattr(precision, "choose", probe)
     out = tmp_path / "run"
@@ -84,6 +85,7 @@ def _rank(rank: int, port: int, out: str) -> None:
     dist.destroy_process_group()
 
 
+@pytest.mark.slow
 def test_every_ddp_rank_takes_rank_zeros_decision(tmp_path):
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

@@ -5,41 +5,19 @@ from __future__ import annotations
 
 import http.client
 import json
-import urllib.error
+import time
 import urllib.request
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
-import torch
 
 from serving.api import Limits
 from serving.server import Running, build_service
+from tests.tiny import SENTENCES, confident_checkpoint, post
 from xlmr.tagger import Tagger
 from xlmr.tokenizer import XLMRTokenizer
-from xlmr.weights import export_hf, load_model, save_model
-
-SENTENCES = [
-    "Jeff Dean ist ein Informatiker bei Google in Kalifornien",
-    "Jeff Dean est informaticien chez Google en Californie",
-    "Angela Merkel besuchte Paris und traf Emmanuel Macron",
-    "Il Colosseo si trova a Roma in Italia",
-    "Barack Obama was born in Hawaii and worked in Chicago",
-    "Lionel Messi joue pour Inter Miami aux États-Unis",
-]
-
-
-def confident_checkpoint(folder: Path, spm_path: Path) -> Path:
-    """The tiny random model with its head scaled up: confident, so fp32 noise between two
-    implementations cannot flip a tag."""
-    from tests.test_train import tiny_checkpoint
-
-    tiny_checkpoint(folder, spm_path, dropout=0.0)
-    model = load_model(folder)
-    with torch.no_grad():
-        model.classifier.weight.mul_(40.0)
-    save_model(model, folder, tokenizer_file=spm_path)
-    return folder
+from xlmr.weights import export_hf, load_model
 
 
 @pytest.fixture(scope="module")
@@ -65,16 +43,6 @@ def service(model_dir):
 def url(service):
     with Running(service) as u:
         yield u
-
-
-def post(url, body, raw=False):
-    data = body if raw else json.dumps(body).encode()
-    request = urllib.request.Request(url + "/api/tag", data=data, headers={"Content-Type": "application/json"})
-    try:
-        with urllib.request.urlopen(request, timeout=60) as r:
-            return r.status, json.loads(r.read())
-    except urllib.error.HTTPError as e:
-        return e.code, json.loads(e.read())
 
 
 def expected(direct, text, aggregation="first"):
@@ -139,8 +107,9 @@ def test_bad_input_gets_its_status_and_the_service_stays_up(url, body, status, m
 def test_empty_text_unknown_route_and_method(url):
     assert post(url, {"text": ""}) [1]["entities"] == []
     assert post(url, {"text": "   \n\t"})[1]["entities"] == []
-    assert post(url, {"texts": []}) == (200, {"results": [], "latency_ms": pytest.approx(0, abs=1e3),
-                                              "aggregation": "first", "decode": "viterbi"})
+    status, body = post(url, {"texts": []})
+    assert status == 200 and body == {"results": [], "latency_ms": body["latency_ms"], "aggregation": "first",
+                                      "decode": "viterbi"}
     host = url.split("//")[1]
     conn = http.client.HTTPConnection(host, timeout=10)
     conn.request("GET", "/api/tag")
@@ -151,16 +120,40 @@ def test_empty_text_unknown_route_and_method(url):
     assert r.status == 404 and "no route" in json.loads(r.read())["error"]
 
 
+def test_latency_is_the_time_the_request_took_to_tag(url, direct):
+    """latency_ms: at least the tagging itself (timed here on the same texts, best of three) and
+    at most what the client waited from sending to the last byte of the answer."""
+    tagging = []
+    for _ in range(3):
+        t0 = time.perf_counter()
+        direct(SENTENCES)
+        tagging.append((time.perf_counter() - t0) * 1000)
+    for body in ({"texts": SENTENCES}, {"texts": []}):
+        t0 = time.perf_counter()
+        status, answer = post(url, body)
+        waited = (time.perf_counter() - t0) * 1000
+        floor = 0.5 * min(tagging) if body["texts"] else 0.0  # a half: the service's run may be quicker
+        assert status == 200 and floor < answer["latency_ms"] <= waited, (answer["latency_ms"], floor, waited)
+
+
 def test_concurrent_clients_are_batched_and_answered_right(url, direct, service):
-    texts = [f"{s} {i}" for i in range(4) for s in SENTENCES]  # 24 distinct texts
-    before = service.batcher.batches
-    with ThreadPoolExecutor(24) as pool:
-        answers = list(pool.map(lambda t: post(url, {"text": t}), texts))
-    assert service.batcher.batches - before < len(texts)  # requests shared forward batches
+    texts = [f"{s} {i}" for i in range(4) for s in SENTENCES]  # 24 distinct texts, one per request
+    sizes, tagger = [], service.batcher.tagger
+    service.batcher.tagger = lambda batch, *options: sizes.append(len(batch)) or tagger(batch, *options)
+    try:
+        with ThreadPoolExecutor(24) as pool:
+            answers = list(pool.map(lambda t: post(url, {"text": t}), texts))
+    finally:
+        service.batcher.tagger = tagger
+    # Every text went through the model once, in forward batches of several requests, none over
+    # the service's max_batch of 16.
+    assert sum(sizes) == len(texts) and max(sizes) <= 16, sizes
+    assert len(sizes) <= len(texts) // 4 and max(sizes) >= 4, sizes
     for text, (status, body) in zip(texts, answers):
         assert status == 200 and body["entities"] == expected(direct, text)
 
 
+@pytest.mark.slow
 def test_exported_checkpoint_matches_in_transformers_pipeline(model_dir, direct, tmp_path):
     from transformers import AutoTokenizer, pipeline
 

@@ -23,7 +23,7 @@ import eval as ev
 from serving.api import Limits
 from serving.batcher import Batcher
 from serving.server import Running, Service, check_exposure
-from tests.test_serving import confident_checkpoint
+from tests.tiny import confident_checkpoint
 from xlmr.entities import Entity
 from xlmr.tagger import Tagged
 
@@ -165,6 +165,7 @@ def test_openapi_describes_the_tagging_route():
     assert "503" in route["responses"] and "413" in route["responses"]
 
 
+@pytest.mark.slow
 def test_sigterm_finishes_the_request_in_flight_then_exits_0(spm_path, tmp_path):
     model = confident_checkpoint(tmp_path / "model", spm_path)
     with socket.socket() as s:

@@ -125,7 +125,7 @@ def test_the_training_loop_counts_attention_pairs(panx_dir, spm_path, tmp_path):
     """A real (tiny) run: its logged FLOPs must hold attention's term, which needs the loop's
     per-batch (query, key) count; without it they would be exactly 6N per token."""
     from tests.tiny import panx_head
-    from tests.test_train import tiny_checkpoint
+    from tests.tiny import tiny_checkpoint
     from training import TrainConfig, train
 
     model = tiny_checkpoint(tmp_path / "m", spm_path)

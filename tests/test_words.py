@@ -110,7 +110,7 @@ def test_any_text_splits_into_words_that_cover_it(text):
 
 @pytest.fixture(scope="module")
 def tiny_tagger(spm_path, tmp_path_factory):
-    from tests.test_train import tiny_checkpoint
+    from tests.tiny import tiny_checkpoint
     from xlmr.tokenizer import XLMRTokenizer
     from xlmr.weights import load_model
 

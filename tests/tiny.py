@@ -1,7 +1,11 @@
-"""Tiny random models in the reference library, saved as Hugging Face folders, tiny models of ours
-whose weights are set by hand, and small slices of the real PAN-X files."""
+"""What several test modules share besides fixtures (those are in conftest.py): tiny random
+models, in the reference library (saved as Hugging Face folders) and in ours, small slices of the
+real PAN-X files, the command line of a short training run, and a call to the tagging service."""
 from __future__ import annotations
 
+import json
+import urllib.error
+import urllib.request
 from pathlib import Path
 
 import torch
@@ -119,3 +123,58 @@ def lookup_model(tag_of: dict[int, int], max_positions: int = 514, vocab_size: i
         model.classifier.weight.copy_(targets.t() / scale)  # (C, H)
         model.classifier.bias.copy_(targets.mean(0))
     return model
+
+
+def tiny_checkpoint(folder: Path, spm_path: Path, labels: int = 7, dropout: float = 0.1) -> Path:
+    """Our 2-layer, 32-wide random model on the real 250,002-piece vocabulary, saved with the
+    tokenizer."""
+    from xlmr.config import XLMRConfig
+    from xlmr.model import XLMRForTokenClassification
+    from xlmr.weights import save_model
+
+    torch.manual_seed(0)
+    id2label = dict(enumerate(TAGS)) if labels == len(TAGS) else {i: f"L{i}" for i in range(labels)}
+    config = XLMRConfig(hidden_size=32, num_hidden_layers=2, num_attention_heads=4, intermediate_size=64,
+                        hidden_dropout_prob=dropout, attention_probs_dropout_prob=dropout, id2label=id2label)
+    save_model(XLMRForTokenClassification(config), folder, tokenizer_file=spm_path)
+    return folder
+
+
+def confident_checkpoint(folder: Path, spm_path: Path) -> Path:
+    """The tiny random model with its head scaled up: confident, so fp32 noise between two
+    implementations cannot flip a tag (for tests of plumbing, not of numerics)."""
+    from xlmr.weights import load_model, save_model
+
+    tiny_checkpoint(folder, spm_path, dropout=0.0)
+    model = load_model(folder)
+    with torch.no_grad():
+        model.classifier.weight.mul_(40.0)
+    save_model(model, folder, tokenizer_file=spm_path)
+    return folder
+
+
+SENTENCES = [
+    "Jeff Dean ist ein Informatiker bei Google in Kalifornien",
+    "Jeff Dean est informaticien chez Google en Californie",
+    "Angela Merkel besuchte Paris und traf Emmanuel Macron",
+    "Il Colosseo si trova a Roma in Italia",
+    "Barack Obama was born in Hawaii and worked in Chicago",
+    "Lionel Messi joue pour Inter Miami aux États-Unis",
+]
+
+
+def run_args(model, data, out, *extra) -> list[str]:
+    """train_loop.py's arguments for a short German run on a small slice of PAN-X."""
+    return ["--langs", "de", "--eval-langs", "de", "--model", str(model), "--data-dir", str(data), "--full-splits",
+            "--output-dir", str(out), "--batch-size", "8", "--lr", "1e-3", "--seed", "3", "--no-progress", *extra]
+
+
+def post(url: str, body, raw: bool = False) -> tuple[int, dict]:
+    """(status, JSON answer) of POST /api/tag with `body` (JSON-encoded unless `raw` bytes)."""
+    data = body if raw else json.dumps(body).encode()
+    request = urllib.request.Request(url + "/api/tag", data=data, headers={"Content-Type": "application/json"})
+    try:
+        with urllib.request.urlopen(request, timeout=60) as r:
+            return r.status, json.loads(r.read())
+    except urllib.error.HTTPError as e:
+        return e.code, json.loads(e.read())
