@@ -28,6 +28,7 @@ def test_spread_over_a_run_by_hand():
     assert alignment.head_positions(word_ids, word_heads) == [1, 3, 4, 5]
     assert alignment.head_owners(word_ids, word_heads) == [0, 0, 1, 1, 2, 2, 3, 3]
     assert [alignment.owns_head(word_ids, word_heads, w) for w in range(8)] == [True, False] * 4
+    assert alignment.piece_groups(word_ids, word_heads) == [(0, 2), (2, 4), (4, 6), (6, 8)]  # one per piece
     # Decoded at the heads: O, B-ORG, I-ORG, O.
     tags = alignment.spread_to_words([0, 3, 4, 0], word_ids, word_heads, inside_ids(PANX), 0)
     assert [PANX[t] for t in tags] == ["O", "O", "B-ORG", "I-ORG", "I-ORG", "I-ORG", "O", "O"]

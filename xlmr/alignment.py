@@ -94,6 +94,18 @@ def head_owners(word_ids: list[int | None], word_heads: list[int]) -> list[int]:
     return [index_of.get(h, -1) for h in word_heads]
 
 
+def piece_groups(word_ids: list[int | None], word_heads: list[int]) -> list[tuple[int, int]]:
+    """[first, end) word ranges that share one head: a word that owns its piece and the words held
+    inside it (a Han/kana run's). A window over a long text must not cut one (xlmr/tagger.py)."""
+    groups: list[list[int]] = []  # [first, end, owner]
+    for w, k in enumerate(head_owners(word_ids, word_heads)):
+        if groups and groups[-1][2] == k:
+            groups[-1][1] = w + 1
+        else:
+            groups.append([w, w + 1, k])
+    return [(a, b) for a, b, _ in groups]
+
+
 def spread_to_words(head_tags: list[int], word_ids: list[int | None], word_heads: list[int], inside: list[int],
                     outside: int) -> list[int]:
     """Word tags from the decoded tags of the head positions (in `head_positions` order): a word

@@ -86,18 +86,6 @@ def aggregate(probs: torch.Tensor, strategy: str) -> torch.Tensor:
     raise ValueError(f"unknown aggregation {strategy!r}; choose from {AGGREGATIONS}")
 
 
-def piece_groups(word_pieces: list[list[int]]) -> list[tuple[int, int]]:
-    """[first, end) word ranges that windows must not cut: a word with pieces of its own and the
-    words held inside its last piece (those with none, in a run of Han/kana)."""
-    groups = []
-    for w, pieces in enumerate(word_pieces):
-        if pieces or not groups:
-            groups.append([w, w + 1])
-        else:
-            groups[-1][1] = w + 1
-    return [tuple(g) for g in groups]
-
-
 class Tagger:
     def __init__(self, model, tokenizer: XLMRTokenizer, device="cpu", amp_dtype=None,
                  max_length: int | None = None, stride: int | None = None, batch_size: int = 16,
@@ -175,7 +163,7 @@ class Tagger:
             word_pieces = [[] for _ in range(n)]
             for tok, w in zip(enc.input_ids[1:-1], enc.word_ids[1:-1]):
                 word_pieces[w].append(tok)
-            groups = piece_groups(word_pieces)
+            groups = alignment.piece_groups(enc.word_ids, enc.word_heads)
             group_plan = plan_windows([sum(len(word_pieces[w]) for w in range(a, b)) for a, b in groups],
                                       self.budget, self.stride)
             plan = [(groups[a][0], groups[b - 1][1]) for a, b in group_plan]  # the same windows, in words
