@@ -128,7 +128,7 @@ def test_sweep_scores_are_the_counts_of_its_predictions_and_equal_eval_test(trai
     """Every language's precision, recall and F1 (Viterbi decoding, Han runs for zh and ja)
     recounted by hand from the predictions file, whose words and gold tags are the test file's;
     and de, fr equal to `eval.py test`'s on the same sentences."""
-    from loaders.panx import read_conll
+    from loaders.panx import read_panx
 
     tiny = trained  # a model with an F1 well off 0
     summary = sweep(tiny, small_xtreme, tmp_path / "sweep")
@@ -137,7 +137,7 @@ def test_sweep_scores_are_the_counts_of_its_predictions_and_equal_eval_test(trai
     rows = {r["lang"]: r for r in summary["rows"]}
     for lang in LANGS:
         predicted = (tmp_path / "sweep" / tiny.name / "predictions" / f"test-{lang}.tsv").read_text(encoding="utf-8")
-        data = read_conll(small_xtreme / f"test-{lang}.tsv", lang)
+        data = read_panx(small_xtreme / f"test-{lang}.tsv", lang)
         blocks = [[line.split("\t") for line in b.splitlines()] for b in predicted.split("\n\n") if b.strip()]
         assert [[r[0] for r in b] for b in blocks] == data["tokens"]
         assert [[r[1] for r in b] for b in blocks] == [[TAG_NAMES[t] for t in tags] for tags in data["ner_tags"]]
