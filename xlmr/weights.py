@@ -20,11 +20,12 @@ from safetensors.torch import load_file, save_file
 from .atomic import write_atomic
 from .config import BERT_FAMILY, FORMAT, ConfigError, XLMRConfig
 from .hf_tokenizer import write_hf_tokenizer
+from .hub import download_checkpoint
 from .keymap import CheckpointError, hf_to_ours, ours_to_hf
 from .model import XLMRForTokenClassification
 
-__all__ = ["CheckpointError", "checkpoint_config", "export_hf", "is_ours", "load_model", "read_tensors", "resolve_folder", "save_model",
-           "tokenizer_file_in"]
+__all__ = ["CheckpointError", "checkpoint_config", "export_hf", "files_to_fetch", "is_ours", "load_model", "read_tensors",
+           "resolve_folder", "save_model", "tokenizer_file_in"]
 
 TOKENIZER_FILE = "sentencepiece.bpe.model"
 
@@ -77,19 +78,33 @@ def resolve_folder(src: str | os.PathLike) -> Path:
     looks_like_hub_id = re.fullmatch(r"[\w.-]+(/[\w.-]+)?", str(src)) is not None
     if not looks_like_hub_id:
         raise CheckpointError(f"no model folder at {path}")
-    try:
-        from huggingface_hub import snapshot_download
+    return download_checkpoint(str(src), lambda listed: files_to_fetch(listed, str(src)))
 
-        return Path(snapshot_download(
-            str(src), allow_patterns=["*.json", "*.safetensors", "pytorch_model.bin", TOKENIZER_FILE]
-        ))
-    except Exception as e:  # ImportError, network errors, unknown repo: all end the same way
-        raise CheckpointError(
-            f"no model folder at {path}, and {src!r} could not be downloaded from the Hugging Face Hub "
-            f"({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}). Pass a local checkpoint "
-            "folder instead: a Hugging Face folder (config.json + model.safetensors) or one written by "
-            "`python -m xlmr.convert`."
-        ) from None
+
+# A Hub model repo holds the weights in several formats (xlm-roberta-base: model.safetensors,
+# pytorch_model.bin, tf_model.h5, flax_model.msgpack, onnx/): one copy is fetched, in the order
+# `read_tensors` reads them.
+SHARD = re.compile(r"model-\d+-of-\d+\.safetensors")
+
+
+def files_to_fetch(repo_files, repo_id: str) -> list[str]:
+    """The files of a Hub model repo that make a checkpoint folder: config.json, the tokenizer
+    when there is one, and the weights once: safetensors when the repo has them (one file, or an
+    index and its shards), pytorch_model.bin only when it has not. Nothing in a subfolder."""
+    top = {f for f in repo_files if "/" not in f}
+    if "config.json" not in top:
+        raise CheckpointError(f"{repo_id} on the Hugging Face Hub has no config.json: not a model checkpoint")
+    if "model.safetensors" in top:
+        weights = ["model.safetensors"]
+    elif "model.safetensors.index.json" in top:
+        weights = ["model.safetensors.index.json", *sorted(f for f in top if SHARD.fullmatch(f))]
+    elif "pytorch_model.bin" in top:
+        weights = ["pytorch_model.bin"]
+    else:
+        raise CheckpointError(f"{repo_id} on the Hugging Face Hub has no weights this project reads "
+                              f"(model.safetensors, model.safetensors.index.json or pytorch_model.bin); it has "
+                              f"{', '.join(sorted(top))}")
+    return ["config.json", *weights, *([TOKENIZER_FILE] if TOKENIZER_FILE in top else [])]
 
 
 def checkpoint_config(folder: Path) -> dict:
