@@ -313,21 +313,23 @@ def read_tsv(path: Path, first: int | None = None) -> tuple[list[list[str]], lis
     return tokens, tags
 
 
-def xtreme_files(panx_dir: Path, out: Path, langs=("de", "fr", "it", "en"), first: int | None = None) -> dict:
+def xtreme_files(panx_dir: Path, out: Path, langs=("de", "fr", "it", "en"), first: int | None = None,
+                 tags=PANX_TAGS) -> dict:
     """google/xtreme as the Hub stores it since its conversion to Parquet: one folder per config,
     `PAN-X.<lang>/{train,validation,test}-00000-of-00001.parquet`, and a README whose YAML names
     each config's files (`configs`) and features (`dataset_info`), as in the Hub's card. With
-    `first`, each split holds only its first sentences (for a short training run)."""
+    `first`, each split holds only its first sentences (for a short training run); `tags` is
+    the ClassLabel's order (another one makes a repo this project must refuse)."""
     from datasets import ClassLabel, Dataset, Features, Sequence, Value
 
-    features = Features({"tokens": Sequence(Value("string")), "ner_tags": Sequence(ClassLabel(names=list(PANX_TAGS))),
+    features = Features({"tokens": Sequence(Value("string")), "ner_tags": Sequence(ClassLabel(names=list(tags))),
                          "langs": Sequence(Value("string"))})
     files, configs, infos = {}, [], []
     for lang in langs:
         config, splits = f"PAN-X.{lang}", []
         for split, stem in XTREME_SPLITS.items():
-            tokens, tags = read_tsv(panx_dir / f"{stem}-{lang}.tsv", first)
-            rows = {"tokens": tokens, "ner_tags": [[PANX_TAGS.index(t) for t in s] for s in tags],
+            tokens, sentence_tags = read_tsv(panx_dir / f"{stem}-{lang}.tsv", first)
+            rows = {"tokens": tokens, "ner_tags": [[tags.index(t) for t in s] for s in sentence_tags],
                     "langs": [[lang] * len(s) for s in tokens]}
             path = out / config / f"{split}-00000-of-00001.parquet"
             path.parent.mkdir(parents=True, exist_ok=True)
@@ -339,7 +341,7 @@ def xtreme_files(panx_dir: Path, out: Path, langs=("de", "fr", "it", "en"), firs
             f"  - split: {split}\n    path: {config}/{split}-*\n" for split, _, _ in splits))
         infos.append(f"- config_name: {config}\n  features:\n  - name: tokens\n    sequence: string\n"
                      "  - name: ner_tags\n    sequence:\n      class_label:\n        names:\n"
-                     + "".join(f"          '{i}': {t}\n" for i, t in enumerate(PANX_TAGS))
+                     + "".join(f"          '{i}': {t}\n" for i, t in enumerate(tags))
                      + "  - name: langs\n    sequence: string\n  splits:\n"
                      + "".join(f"  - name: {split}\n    num_bytes: {size}\n    num_examples: {n}\n"
                                for split, size, n in splits))

@@ -95,6 +95,18 @@ print(json.dumps({{lang: ds["train"].features["ner_tags"].feature.names for lang
             assert tags == list(local[lang][split]["ner_tags"]), (lang, split)
 
 
+def test_pan_x_with_its_tags_in_another_order_is_refused(stand_in_hub, panx_dir, tmp_path):
+    """Ids in another order would train every label under another name: a silent wrong answer."""
+    from tests.hub_server import xtreme_files
+
+    reordered = ("O", "B-LOC", "I-LOC", "B-PER", "I-PER", "B-ORG", "I-ORG")
+    stand_in_hub.add("dataset", "google/xtreme", xtreme_files(panx_dir, tmp_path / "x", ("de",), first=5, tags=reordered))
+    r = python(stand_in_hub.env(tmp_path / "home"), "-m", "loaders.panx", "--langs", "de")
+    assert r.returncode == 1 and "Traceback" not in r.stderr
+    assert "google/xtreme PAN-X.de on the Hugging Face Hub, split train: expected columns tokens and ner_tags" in r.stderr
+    assert "O, B-PER, I-PER, B-ORG, I-ORG, B-LOC, I-LOC" in r.stderr
+
+
 def test_a_model_is_downloaded_once_in_one_format_and_then_found_offline(stand_in_hub, hub_repos, tmp_path):
     from xlmr.weights import read_tensors
 
