@@ -19,7 +19,7 @@ from tests.hub_server import PANX_TAGS, ROOT, closed_port_url
 
 # The book's Swiss mix: train sentences per language (de 62.9%, fr 22.9%, it 8.4%, en 5.9% of 20,000).
 BOOK_TRAIN_SIZES = {"de": 12580, "fr": 4580, "it": 1680, "en": 1180}
-MODEL_FILES = {"config.json", "model.safetensors", "sentencepiece.bpe.model"}  # of xlm-roberta-base's 16
+MODEL_FILES = {"config.json", "model.safetensors", "sentencepiece.bpe.model"}  # of the stand-in xlm-roberta-base's 13
 
 
 def python(env, *args, timeout=300) -> subprocess.CompletedProcess:

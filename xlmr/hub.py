@@ -52,16 +52,22 @@ def hub_problem(repo_id: str, e: Exception) -> str:
     if _unreachable(e):
         return (f"no model folder at {repo_id}, and {where} could not be reached ({reason}), nor is {repo_id} "
                 f"in the local Hugging Face cache: connect and retry, or {INSTEAD}")
-    return f"{repo_id} could not be downloaded from {where} ({reason}); {INSTEAD}"
+    return f"no model folder at {repo_id}, and it could not be downloaded from {where} ({reason}); {INSTEAD}"
 
 
 def _unreachable(e: Exception) -> bool:
-    """No answer from the Hub (no network, a closed port, HF_HUB_OFFLINE), as opposed to an
-    answer that refuses (an unknown or gated repo, a server error): every answer is an
-    HfHubHTTPError, whichever HTTP library the installed huggingface_hub uses."""
+    """No answer from the Hub (no network, a closed port, HF_HUB_OFFLINE, a timeout), as opposed
+    to an answer that refuses (an unknown or gated repo, a server error: HfHubHTTPError) or a
+    request never sent (an id the Hub's rules reject). By the exception's kind, whichever HTTP
+    library the installed huggingface_hub uses (httpx's ConnectError and TimeoutException,
+    requests' ConnectionError and Timeout, OfflineModeIsEnabled, a ConnectionError)."""
     from huggingface_hub.utils import HfHubHTTPError
 
-    return not isinstance(e, HfHubHTTPError)
+    if isinstance(e, HfHubHTTPError):
+        return False
+    kinds = {c.__name__ for c in type(e).__mro__}
+    return isinstance(e, (ConnectionError, TimeoutError)) or bool(
+        kinds & {"ConnectError", "NetworkError", "TimeoutException", "Timeout", "ConnectionError"})
 
 
 def _cached_snapshot(repo_id: str, choose: Callable[[list[str]], list[str]]) -> Path | None:
