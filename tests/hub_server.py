@@ -117,9 +117,11 @@ class StandInHub:
 
     def env(self, home: Path, endpoint: str | None = None) -> dict[str, str]:
         """The environment of a process whose Hub is this stand-in (or `endpoint`) and whose caches
-        start empty under `home`: HF_ENDPOINT and HF_HOME set; HF_HUB_OFFLINE, tokens, every other
-        HF_* variable and PANX_DATA_DIR removed; converted weights under `home` too."""
-        env = {k: v for k, v in os.environ.items() if not k.startswith(("HF_", "HUGGING")) and k != "PANX_DATA_DIR"}
+        start empty under `home`: HF_ENDPOINT and HF_HOME set; HF_HUB_OFFLINE (and TRANSFORMERS_OFFLINE,
+        which huggingface_hub also reads), tokens, every other HF_* variable and PANX_DATA_DIR
+        removed; converted weights under `home` too."""
+        env = {k: v for k, v in os.environ.items()
+               if not k.startswith(("HF_", "HUGGING")) and k not in ("PANX_DATA_DIR", "TRANSFORMERS_OFFLINE")}
         return env | {"HF_ENDPOINT": endpoint or self.url, "HF_HOME": str(home), "XLMR_NER_HOME": str(home / "xlmr"),
                       "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1", "HF_HUB_DISABLE_PROGRESS_BARS": "1"}
 
