@@ -41,8 +41,8 @@ def load_for_cli(args, model_dir: str | None = None):
 
     model_dir, device = model_dir or args.model, torch.device(args.device)
     tokenizer = XLMRTokenizer(Path(model_dir) / "sentencepiece.bpe.model")
-    model, amp, _ = ready_for_inference(load_model(model_dir), device, args.amp, getattr(args, "quantize", "off"),
-                                        tokenizer)
+    model = load_model(model_dir, for_inference=True)  # a checkpoint without its head is no tagger: refused
+    model, amp, _ = ready_for_inference(model, device, args.amp, getattr(args, "quantize", "off"), tokenizer)
     compile_if_chosen(model, getattr(args, "compile", "off"), device)
     return model, tokenizer, device, amp
 

@@ -1,7 +1,8 @@
 """PAN-X (WikiANN) for one language, as a `datasets.DatasetDict`, and the Swiss language mix.
 
 Where the data comes from, in order: the `data_dir` argument (the `--data-dir` flag), the
-environment variable PANX_DATA_DIR, the Hugging Face Hub (`google/xtreme`, config `PAN-X.<lang>`).
+environment variable PANX_DATA_DIR, the Hugging Face Hub (`google/xtreme`, config `PAN-X.<lang>`,
+Parquet files; HF_ENDPOINT and HF_HOME apply as for `datasets` itself).
 A folder may hold XTREME's layout, `{train,dev,test}-{lang}.tsv`, or the original WikiANN layout,
 `{lang}/{train,dev,test}` with `lang:token<TAB>tag` lines.
 
@@ -23,6 +24,7 @@ from .nerfiles import tag_ids
 
 TAGS = ("O", "B-PER", "I-PER", "B-ORG", "I-ORG", "B-LOC", "I-LOC")  # PAN-X's labels, in its ClassLabel order
 ENV_VAR = "PANX_DATA_DIR"
+HUB_DATASET = "google/xtreme"  # on the Hub: a folder of Parquet files per config, PAN-X.<lang>/
 SPLITS = {"train": "train", "validation": "dev", "test": "test"}  # DatasetDict name -> file name
 SWISS_FRACTIONS = {"de": 0.629, "fr": 0.229, "it": 0.084, "en": 0.059}
 SWISS_LANGS = tuple(SWISS_FRACTIONS)  # the book's four languages
@@ -63,9 +65,33 @@ def _load_folder(folder: Path, lang: str) -> DatasetDict:
 
 
 def _load_hub(lang: str) -> DatasetDict:
+    """google/xtreme's config PAN-X.<lang>, which the Hub stores as Parquet files (no loading
+    script, so `datasets` 4 and later read it). The columns are checked, the tag names in
+    particular: ids in another order would train every label under another name."""
     from datasets import load_dataset
 
-    return load_dataset("google/xtreme", name=f"PAN-X.{lang}")
+    config = f"PAN-X.{lang}"
+    ds = load_dataset(HUB_DATASET, name=config)
+    where = f"{HUB_DATASET} {config} on the Hugging Face Hub"
+    if sorted(ds) != sorted(SPLITS):
+        raise NerDataError(f"{where} has the splits {sorted(ds)}, not {sorted(SPLITS)}")
+    for split, d in ds.items():
+        tags = d.features.get("ner_tags")
+        names = getattr(getattr(tags, "feature", None), "names", None)
+        if "tokens" not in d.features or names != list(TAGS):
+            raise NerDataError(f"{where}, split {split}: expected columns tokens and ner_tags with the tags "
+                               f"{', '.join(TAGS)}; it has {d.features}")
+    return ds
+
+
+def _hub_failure(lang: str, e: Exception) -> str:
+    from datasets import config
+
+    where = f"the Hugging Face Hub ({config.HF_ENDPOINT}) {HUB_DATASET} PAN-X.{lang}"
+    first_line = str(e).splitlines()[0] if str(e) else ""
+    if isinstance(e, ConnectionError):  # what `datasets` raises when no answer came (and OfflineModeIsEnabled)
+        return f"{where}: could not be reached, and it is not in the local cache ({first_line})"
+    return f"{where} ({type(e).__name__}: {first_line})"
 
 
 def check_lang(lang: str) -> None:
@@ -90,8 +116,10 @@ def load_panx(lang: str, data_dir: str | os.PathLike | None = None) -> DatasetDi
             tried.append(f"{source}: {e}")
     try:
         return _load_hub(lang)
-    except Exception as e:  # no network, no such config, datasets errors: reported together below
-        tried.append(f"the Hugging Face Hub google/xtreme PAN-X.{lang} ({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''})")
+    except NerDataError:
+        raise
+    except Exception as e:  # no network, no such repo or config, datasets errors: reported together below
+        tried.append(_hub_failure(lang, e))
     raise FileNotFoundError(
         f"could not load PAN-X {lang!r}. Tried:\n  - " + "\n  - ".join(tried)
         + f"\nPass --data-dir (a folder of {{train,dev,test}}-{lang}.tsv) or set {ENV_VAR}."

@@ -36,7 +36,8 @@ def build_service(model_dir, device: str = "cpu", amp: str = "auto", max_batch: 
     model_dir = Path(model_dir)
     device = torch.device(device)
     tokenizer = XLMRTokenizer(model_dir / "sentencepiece.bpe.model")
-    model, amp_dtype, amp_reason = ready_for_inference(load_model(model_dir), device, amp, quantize, tokenizer)
+    model = load_model(model_dir, for_inference=True)  # refused if its weights do not match its config
+    model, amp_dtype, amp_reason = ready_for_inference(model, device, amp, quantize, tokenizer)
     tagger = Tagger(model, tokenizer, device, amp_dtype, batch_size=max_batch)
     info = {"model": model_dir.name, "labels": [model.config.id2label[i] for i in range(len(model.config.id2label))],
             "device": str(device), "precision": "int8" if quantize != "off" else

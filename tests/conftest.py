@@ -80,6 +80,30 @@ def tiny(spm_path, tmp_path_factory) -> Path:
     return tiny_checkpoint(tmp_path_factory.mktemp("tiny"), spm_path)
 
 
+@pytest.fixture(scope="session")
+def hub_repos(panx_dir, spm_path, tmp_path_factory) -> dict[str, dict]:
+    """The files of the stand-in Hub's repos (tests/hub_server.py build_repos), written once a
+    session: a tiny pretrained XLM-R laid out as xlm-roberta-base, the same weights as
+    pytorch_model.bin alone, and google/xtreme's PAN-X.de/fr/it/en as Parquet, whole and cut."""
+    from tests.hub_server import build_repos
+
+    return build_repos(panx_dir, spm_path, require(TOKENIZER_JSON), tmp_path_factory.mktemp("hub-repos"))
+
+
+@pytest.fixture
+def stand_in_hub(hub_repos):
+    """A stand-in Hugging Face Hub on 127.0.0.1 (tests/hub_server.py), started for one test and
+    holding the tiny model as `xlm-roberta-base` (the --model default) and as `tiny/bin-only`; a
+    test adds the google/xtreme repo it needs (`hub.add("dataset", "google/xtreme", ...)`)."""
+    from tests.hub_server import StandInHub
+
+    with StandInHub() as hub:
+        hub.add("model", "xlm-roberta-base", hub_repos["model"])
+        hub.add("model", "tiny/bin-only", hub_repos["bin-only"])
+        hub.add("model", "tiny/gated", hub_repos["model"], gated=True)
+        yield hub
+
+
 def pytest_configure(config):
     config.addinivalue_line("markers", "slow: subprocesses, DDP and other process groups, the browser, whole "
                                        "training runs and exports run by transformers; `pytest -m slow`")

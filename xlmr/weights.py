@@ -20,11 +20,12 @@ from safetensors.torch import load_file, save_file
 from .atomic import write_atomic
 from .config import BERT_FAMILY, FORMAT, ConfigError, XLMRConfig
 from .hf_tokenizer import write_hf_tokenizer
+from .hub import download_checkpoint
 from .keymap import CheckpointError, hf_to_ours, ours_to_hf
 from .model import XLMRForTokenClassification
 
-__all__ = ["CheckpointError", "checkpoint_config", "export_hf", "is_ours", "load_model", "read_tensors", "resolve_folder", "save_model",
-           "tokenizer_file_in"]
+__all__ = ["CheckpointError", "check_tensors", "checkpoint_config", "export_hf", "files_to_fetch", "is_ours", "load_model",
+           "read_tensors", "resolve_folder", "save_model", "tokenizer_file_in"]
 
 TOKENIZER_FILE = "sentencepiece.bpe.model"
 
@@ -77,19 +78,33 @@ def resolve_folder(src: str | os.PathLike) -> Path:
     looks_like_hub_id = re.fullmatch(r"[\w.-]+(/[\w.-]+)?", str(src)) is not None
     if not looks_like_hub_id:
         raise CheckpointError(f"no model folder at {path}")
-    try:
-        from huggingface_hub import snapshot_download
+    return download_checkpoint(str(src), lambda listed: files_to_fetch(listed, str(src)))
 
-        return Path(snapshot_download(
-            str(src), allow_patterns=["*.json", "*.safetensors", "pytorch_model.bin", TOKENIZER_FILE]
-        ))
-    except Exception as e:  # ImportError, network errors, unknown repo: all end the same way
-        raise CheckpointError(
-            f"no model folder at {path}, and {src!r} could not be downloaded from the Hugging Face Hub "
-            f"({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}). Pass a local checkpoint "
-            "folder instead: a Hugging Face folder (config.json + model.safetensors) or one written by "
-            "`python -m xlmr.convert`."
-        ) from None
+
+# A Hub model repo holds the weights in several formats (xlm-roberta-base: model.safetensors,
+# pytorch_model.bin, tf_model.h5, flax_model.msgpack, onnx/): one copy is fetched, in the order
+# `read_tensors` reads them.
+SHARD = re.compile(r"model-\d+-of-\d+\.safetensors")
+
+
+def files_to_fetch(repo_files, repo_id: str) -> list[str]:
+    """The files of a Hub model repo that make a checkpoint folder: config.json, the tokenizer
+    when there is one, and the weights once: safetensors when the repo has them (one file, or an
+    index and its shards), pytorch_model.bin only when it has not. Nothing in a subfolder."""
+    top = {f for f in repo_files if "/" not in f}
+    if "config.json" not in top:
+        raise CheckpointError(f"{repo_id} on the Hugging Face Hub has no config.json: not a model checkpoint")
+    if "model.safetensors" in top:
+        weights = ["model.safetensors"]
+    elif "model.safetensors.index.json" in top:
+        weights = ["model.safetensors.index.json", *sorted(f for f in top if SHARD.fullmatch(f))]
+    elif "pytorch_model.bin" in top:
+        weights = ["pytorch_model.bin"]
+    else:
+        raise CheckpointError(f"{repo_id} on the Hugging Face Hub has no weights this project reads "
+                              f"(model.safetensors, model.safetensors.index.json or pytorch_model.bin); it has "
+                              f"{', '.join(sorted(top))}")
+    return ["config.json", *weights, *([TOKENIZER_FILE] if TOKENIZER_FILE in top else [])]
 
 
 def checkpoint_config(folder: Path) -> dict:
@@ -112,10 +127,16 @@ def is_ours(config: dict) -> bool:
     return config.get("format") == FORMAT
 
 
-def load_model(src, id2label: dict[int, str] | None = None, manual_attention: bool = False) -> XLMRForTokenClassification:
-    """Load our checkpoint or a Hugging Face one (converted in memory). With `id2label`, the head
-    must have that many labels; a checkpoint without a head gets a new one, initialised and
-    reported."""
+HEAD = ("classifier.weight", "classifier.bias")  # the token-classification head: both, or neither
+
+
+def load_model(src, id2label: dict[int, str] | None = None, manual_attention: bool = False,
+               for_inference: bool = False) -> XLMRForTokenClassification:
+    """Load our checkpoint or a Hugging Face one (converted in memory). Weights that do not match
+    the config (a shape, a missing or extra tensor, a head with another label count than
+    config.json's id2label) are refused with the keys named. With `id2label`, the head must have
+    that many labels; a checkpoint without a head gets a new one, initialised and reported, unless
+    `for_inference` (a new head would tag at random)."""
     folder = resolve_folder(src)
     config_file, raw = folder / "config.json", checkpoint_config(folder)
     try:
@@ -126,25 +147,19 @@ def load_model(src, id2label: dict[int, str] | None = None, manual_attention: bo
     state = tensors if is_ours(raw) else hf_to_ours(tensors, source=str(folder))
     state = {k: v.float() for k, v in state.items()}  # fp32 master weights; autocast does the rest
 
-    has_head = "classifier.weight" in state
+    labels = _head_labels(state, config, config_file, for_inference)
     if id2label is not None:
         id2label = {int(k): v for k, v in id2label.items()}
-        if has_head and state["classifier.weight"].shape[0] != len(id2label):
-            raise CheckpointError(
-                f"{folder}: the checkpoint's head has {state['classifier.weight'].shape[0]} labels "
-                f"but the data has {len(id2label)} ({', '.join(id2label.values())})"
-            )
+        if labels is not None and labels != len(id2label):
+            raise CheckpointError(f"{folder}: the checkpoint's head has {labels} labels but the data has "
+                                  f"{len(id2label)} ({', '.join(id2label.values())})")
         config.id2label = id2label
-    elif has_head and state["classifier.weight"].shape[0] != config.num_labels:
-        raise CheckpointError(
-            f"{config_file}: id2label has {config.num_labels} labels but classifier.weight has "
-            f"{state['classifier.weight'].shape[0]} rows"
-        )
 
     # Build on the meta device: no time spent initialising weights that are overwritten next.
     with torch.device("meta"):
         model = XLMRForTokenClassification(config, manual_attention=manual_attention)
-    _check_keys(model, state, folder, allow_missing_head=True)
+    has_head = labels is not None
+    check_tensors(model, state, folder, allow_missing=() if has_head else HEAD)
     model.load_state_dict(state, strict=False, assign=True)
     model.head_is_new = not has_head  # `convert` then saves the encoder alone
     if not has_head:
@@ -158,22 +173,39 @@ def load_model(src, id2label: dict[int, str] | None = None, manual_attention: bo
     return model
 
 
-def _check_keys(model, state: dict, folder: Path, allow_missing_head: bool) -> None:
+def _head_labels(state: dict, config: XLMRConfig, config_file: Path, for_inference: bool) -> int | None:
+    """The label count of the checkpoint's head (None: it has none), which must be config.json's."""
+    present = [k for k in HEAD if k in state]
+    if not present:
+        if for_inference:
+            raise CheckpointError(f"{config_file.parent}: no token-classification head ({' and '.join(HEAD)} are "
+                                  f"missing): a pretrained encoder, not a tagger; fine-tune it first")
+        return None
+    labels = state[present[0]].shape[0]
+    if labels != config.num_labels:
+        raise CheckpointError(f"{config_file}: id2label has {config.num_labels} labels but {present[0]} has "
+                              f"{labels} rows")
+    return labels
+
+
+def check_tensors(model, state: dict, source, allow_missing=()) -> None:
+    """The one check that tensors fit a model before they are loaded into it: every missing,
+    unexpected and wrongly shaped key named (`allow_missing`: keys that may be absent)."""
     expected = {k: tuple(v.shape) for k, v in model.state_dict().items()}
-    head = {"classifier.weight", "classifier.bias"}
-    missing = sorted(set(expected) - set(state) - (head if allow_missing_head else set()))
+    missing = sorted(set(expected) - set(state) - set(allow_missing))
     unexpected = sorted(set(state) - set(expected))
     wrong_shape = [f"{k}: checkpoint {tuple(state[k].shape)}, model {expected[k]}"
                    for k in sorted(set(state) & set(expected)) if tuple(state[k].shape) != expected[k]]
-    problems = []
-    if missing:
-        problems.append(f"missing keys {missing}")
-    if unexpected:
-        problems.append(f"unexpected keys {unexpected}")
-    if wrong_shape:
-        problems.append(f"wrong shapes {wrong_shape}")
+    problems = [f"{what} {_listed(keys)}" for what, keys in
+                (("missing keys", missing), ("unexpected keys", unexpected), ("wrong shapes", wrong_shape)) if keys]
     if problems:
-        raise CheckpointError(f"{folder}: " + "; ".join(problems))
+        raise CheckpointError(f"{source}: " + "; ".join(problems))
+
+
+def _listed(items: list[str], at_most: int = 8) -> str:
+    """A list for a message: all of it, or its first entries and how many more (a checkpoint of
+    another model size gets every key wrong)."""
+    return str(items) if len(items) <= at_most else f"{items[:at_most]} and {len(items) - at_most} more"
 
 
 def save_model(model: XLMRForTokenClassification, folder, tokenizer_file=None, with_head: bool = True) -> None:
