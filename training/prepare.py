@@ -130,6 +130,6 @@ def keeps_embedding_rows(device: torch.device, world: int) -> tuple[bool, str]:
     DDP the reducer expects dense gradients."""
     if world > 1:
         return False, "dense embedding gradient and fused AdamW: DDP reduces dense gradients"
-    if torch.device(device).type == "cuda":
-        return False, "dense embedding gradient and fused AdamW: on a GPU"
+    if torch.device(device).type != "cpu":
+        return False, f"dense embedding gradient and fused AdamW: on {torch.device(device).type}"
     return True, "row-sparse embedding gradient and RowAdamW: on one CPU process"
