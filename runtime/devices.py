@@ -3,6 +3,7 @@ was timed, a process's own GPU under torchrun, whether a GPU computes bf16 nativ
 batches are pinned for the copy to it."""
 from __future__ import annotations
 
+import contextlib
 import os
 
 import torch
@@ -36,10 +37,9 @@ def cuda_bf16_native(device: torch.device | str | None = None) -> bool:
     """Whether the GPU computes bf16 in hardware (compute capability 8.0 and later). PyTorch's
     is_bf16_supported() also says yes where bf16 is emulated (V100, T4), far below fp16 there."""
     device = torch.device(device) if device is not None else None
-    if device is not None and device.index is not None:
-        with torch.cuda.device(device):
-            return torch.cuda.is_bf16_supported(including_emulation=False)
-    return torch.cuda.is_bf16_supported(including_emulation=False)
+    chosen = device is not None and device.index is not None  # else the current GPU is asked
+    with torch.cuda.device(device) if chosen else contextlib.nullcontext():
+        return torch.cuda.is_bf16_supported(including_emulation=False)
 
 
 def pins_batches(device: torch.device | str) -> bool:
