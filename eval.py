@@ -26,6 +26,7 @@ from evaluation.flags import (add_serve_command, add_sweep_command, add_tag_comm
 from evaluation.reports import format_rows, write_json_atomic, write_text_atomic
 from loaders.conll import NerDataError
 from runtime.compile import compile_if_chosen
+from runtime.devices import process_device
 from runtime.inference import ready_for_inference
 from xlmr.weights import CheckpointError
 
@@ -95,6 +96,7 @@ def cmd_tag_corpus(args) -> int:
     from xlmr.tagger import Tagger
 
     if int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        args.device = str(process_device(args.device))  # each rank on its own GPU (cuda:LOCAL_RANK), taken first
         dist.init_process_group("gloo")  # the chunks are shared out by rank; see evaluation/corpus.py
     model, tokenizer, device, amp = load_for_cli(args)
     tagger = Tagger(model, tokenizer, device, amp, batch_size=args.batch_size)

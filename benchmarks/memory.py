@@ -14,6 +14,8 @@ from pathlib import Path
 
 import torch
 
+from runtime.devices import wait_for
+
 STATUS, CLEAR_REFS = Path("/proc/self/status"), Path("/proc/self/clear_refs")
 
 
@@ -43,7 +45,7 @@ class PeakMemory:
     def start(self) -> None:
         gc.collect()
         if self.device.type == "cuda":
-            torch.cuda.synchronize(self.device)
+            wait_for(self.device)
             torch.cuda.reset_peak_memory_stats(self.device)
             self.base = torch.cuda.memory_allocated(self.device)
         elif STATUS.exists() and CLEAR_REFS.exists():
@@ -55,7 +57,7 @@ class PeakMemory:
         if self.base is None:
             return
         if self.device.type == "cuda":
-            torch.cuda.synchronize(self.device)
+            wait_for(self.device)
             self.added = torch.cuda.max_memory_allocated(self.device) - self.base
         else:
             self.added = _status_kb("VmHWM") * 1024 - self.base

@@ -45,13 +45,14 @@ def datasheet_name(gpu: str) -> str | None:
     return "A100" if "A100" in gpu else None
 
 
-def machine(device: torch.device, precisions: list[str]) -> dict:
+def machine(device: torch.device, precisions: list[str], quick: bool = False) -> dict:
     """The device's measured matmul peak per precision (TFLOP/s), which library's product set
-    the fp32 one, and on a known GPU its datasheet's."""
-    n, repeats = (8192, 10) if device.type == "cuda" else (2048, 5)
+    the fp32 one, and on a known GPU its datasheet's. `quick`: one small product, for a check
+    that must take seconds (its MFU is not a figure to quote)."""
+    n, repeats = (256, 2) if quick else (8192, 10) if device.type == "cuda" else (2048, 5)
     peaks = {p: matmul_gflops(DTYPE[p], n, repeats, device) / 1e3 for p in precisions}
-    source = f"torch {n}x{n}"
-    if device.type == "cpu" and "fp32" in peaks:
+    source = f"torch {n}x{n}" + (" (quick: not a peak)" if quick else "")
+    if device.type == "cpu" and "fp32" in peaks and not quick:
         # fp32 on a CPU: the best product any library here reaches (PyTorch's own can trail
         # ONNX Runtime's MLAS by 30-60%), so MFU is not flattered by a slow reference.
         best = max(((r, f"{lib} {m}x{k}x{n_}") for m, k, n_ in SHAPES for lib, r in measure(m, k, n_).items()),
@@ -141,7 +142,7 @@ def plot(path: Path, rows: list[dict]) -> bool:
     fig, axes = plt.subplots(-(-len(panels) // cols), cols, figsize=(5 * cols, 3.6 * -(-len(panels) // cols)),
                              squeeze=False)
     styles = {"ours": "C0", "hf-sdpa": "C1", "hf-eager": "C2", "ours-compiled": "C3", "ours-int8": "C4",
-              "ort-fp32": "C5", "ort-int8": "C6"}
+              "ort-fp32": "C5", "ort-int8": "C6", "ours-varlen": "C7"}
     for ax, (size, mode, precision) in zip(axes.flat, panels):
         mine = [r for r in grid if (r["size"], r["mode"], r["precision"]) == (size, mode, precision)]
         for k, batch in enumerate(sorted({r["batch"] for r in mine})):

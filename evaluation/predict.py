@@ -16,6 +16,7 @@ from loaders.align import IGNORE
 from loaders.batching import sorted_batches
 from loaders.collate import PaddingCollator
 from runtime.compile import bucket_multiple
+from runtime.devices import pins_batches
 from runtime.precision import autocast_for
 from xlmr import alignment
 from xlmr.decoding import inside_ids
@@ -43,7 +44,8 @@ def predict(model, dataset, batch_size: int = 64, device="cpu", amp_dtype=None, 
                if k in _column_names(dataset)}
     rows = [{k: v[i] for k, v in columns.items()} for i in indices]
     batches = sorted_batches([len(r["input_ids"]) for r in rows], batch_size)
-    collate = PaddingCollator(pad_to_multiple_of=bucket_multiple(model))  # compiled: a few lengths only
+    # Compiled: a few lengths only. Pinned for a GPU, so the copy to it does not wait.
+    collate = PaddingCollator(pad_to_multiple_of=bucket_multiple(model), pin_memory=pins_batches(device))
     labels = [model.config.id2label[i] for i in range(len(model.config.id2label))]
     words = _Words(inside_ids(labels), labels.index("O") if "O" in labels else 0)
     out = [None] * len(indices)
@@ -94,14 +96,17 @@ class _Words:
 
 
 def _predict_batch(model, rows, collate, device, decode, words: _Words, keep_scores: bool = False) -> list[dict]:
-    """One batch of sentences; a result per sentence."""
+    """One batch of sentences; a result per sentence. The host already knows the lengths and the
+    labels; the scores come back from the device in one copy."""
     batch = collate([{"input_ids": r["input_ids"], "labels": r["labels"]} for r in rows])
-    batch = {k: v.to(device) for k, v in batch.items()}
-    logits, _ = model(batch["input_ids"], batch["attention_mask"])
+    lengths = [len(r["input_ids"]) for r in rows]
+    on_device = {k: v.to(device, non_blocking=True) for k, v in batch.items()}
+    logits, _ = model(on_device["input_ids"], on_device["attention_mask"], lengths=lengths)
     with torch.autocast(device.type, enabled=False):  # the loss and decoding in fp32
         logits = logits.float()  # (B, T, C)
-        token_loss = model.loss(logits, batch["labels"], reduction="none").cpu()  # (B, T)
-        log_probs = logits.log_softmax(-1).cpu()  # (B, T, C)
+        token_loss = model.loss(logits, on_device["labels"], reduction="none")  # (B, T)
+        scores = torch.cat([logits.log_softmax(-1), token_loss[..., None]], dim=-1).cpu()  # (B, T, C + 1)
+    log_probs, token_loss = scores[..., :-1], scores[..., -1]  # (B, T, C), (B, T)
     heads = [words.heads(r) for r in rows]
     methods = (decode,) if isinstance(decode, str) else tuple(decode)
     scores = [log_probs[b, h] for b, h in enumerate(heads)]  # (n_heads, C) per sentence
@@ -111,12 +116,12 @@ def _predict_batch(model, rows, collate, device, decode, words: _Words, keep_sco
     argmax = log_probs.argmax(-1)  # (B, T)
     out = []
     for b, r in enumerate(rows):
-        n = len(r["input_ids"])
+        n = lengths[b]
         pred = argmax[b, :n].clone()
         pred[heads[b]] = torch.tensor(first[b], dtype=torch.long)
         by_method = {m: words.tags(r, d[b]) for m, d in decoded.items()}
         out.append({"words": by_method[methods[0]], "decoded": by_method, "gold": words.gold(r), "pred": pred.numpy(),
-                    "loss": token_loss[b, :n].numpy(), "labels": batch["labels"][b, :n].cpu().numpy()})
+                    "loss": token_loss[b, :n].numpy(), "labels": batch["labels"][b, :n].numpy()})
         if keep_scores:
             out[-1] |= {"scores": scores[b], "glued": glued[b],
                         "spread": (r["word_ids"], r["word_heads"]) if "word_heads" in r else None}

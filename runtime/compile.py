@@ -42,8 +42,11 @@ def choose(name: str, device: torch.device) -> tuple[bool, str]:
 
 def compile_layers(model) -> None:
     """Compile every encoder layer of an XLMRForTokenClassification in place. The graphs read the
-    attention path (SelfAttention.matmul_attention_up_to) as a constant: set the precision first."""
-    model.encoder.skip_padding = False  # (N, H) packed inputs would be one more shape per batch
+    attention path (SelfAttention.matmul_attention_up_to) as a constant: set the precision first.
+    Compiled layers run the padded path, variable-length attention included (runtime/attention.py):
+    packed (N, H) inputs would be one more shape per batch."""
+    model.encoder.skip_padding = False
+    model.encoder.varlen = False
     for layer in model.encoder.layers:
         layer.compile(dynamic=None)
 

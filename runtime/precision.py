@@ -24,6 +24,9 @@ import torch.nn as nn
 
 from xlmr.model import SelfAttention
 
+from . import attention
+from .devices import cuda_bf16_native, wait_for
+
 AMP_CHOICES = ("auto", "bf16", "fp16", "off")
 
 
@@ -37,16 +40,15 @@ def cpu_capability() -> dict:
 def matmul_gflops(dtype: torch.dtype, n: int = 512, repeats: int = 5, device="cpu") -> float:
     """The best of a few (n x n) @ (n x n) products, in GFLOP/s."""
     device = torch.device(device)
-    sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
     g = torch.Generator().manual_seed(0)  # a probe must not move the global random state
     a, b = (torch.randn(n, n, generator=g).to(device, dtype) for _ in range(2))
     a @ b  # warm-up: kernel selection, first-touch of the output
     best = float("inf")
     for _ in range(repeats):
-        sync()
+        wait_for(device)
         t0 = time.perf_counter()
         a @ b
-        sync()
+        wait_for(device)
         best = min(best, time.perf_counter() - t0)
     return 2 * n**3 / best / 1e9
 
@@ -110,9 +112,9 @@ def choose(name: str, device: torch.device) -> tuple[torch.dtype | None, str]:
     if name != "auto":
         raise ValueError(f"unknown --amp {name!r}; choose from {', '.join(AMP_CHOICES)}")
     if device.type == "cuda":
-        if torch.cuda.is_bf16_supported():
-            return torch.bfloat16, "bf16: supported by this GPU"
-        return torch.float16, "fp16 with a gradient scaler: this GPU has no bf16"
+        if cuda_bf16_native(device):
+            return torch.bfloat16, "bf16: native on this GPU"
+        return torch.float16, "fp16 with a gradient scaler: this GPU has no native bf16"
     if device.type == "cpu":
         return cpu_choice()
     return None, f"fp32: no autocast choice for {device.type}"
@@ -134,12 +136,17 @@ def amp_dtype_for(name: str, device: torch.device) -> torch.dtype | None:
 @dataclass(frozen=True)
 class Precision:
     """One decision, passed explicitly to whatever runs the model: the autocast dtype (None: fp32),
-    why, and for bf16 on a CPU whether short attention is spelled out as matrix products (None
-    where the question does not arise). `reused` marks a decision read back from a run's state."""
+    why, for bf16 on a CPU whether short attention is spelled out as matrix products (None
+    where the question does not arise), and whether attention runs over each sentence's own
+    tokens (runtime/attention.py, with its reason). `reused` marks a decision read back from a
+    run's state; the attention kernel is chosen again for the device at hand (it does not change
+    the values, and a run saved on a GPU may resume on a CPU)."""
     dtype: torch.dtype | None
     reason: str
     attention_by_matmul: bool | None = None
     reused: bool = False
+    varlen: bool = False
+    attention_reason: str = ""
 
     @property
     def matmul_attention_up_to(self) -> int:
@@ -148,7 +155,8 @@ class Precision:
 
     @property
     def why(self) -> str:
-        return f"{self.reason} (decided when the run started)" if self.reused else self.reason
+        attention = f"; {self.attention_reason}" if self.varlen else ""  # said where it is not the default
+        return f"{self.reason}{attention}" + (" (decided when the run started)" if self.reused else "")
 
     def record(self) -> dict:
         """What a training state keeps (its keys are read back by `decide`)."""
@@ -160,20 +168,25 @@ def decide(amp: str, device: torch.device, recorded: dict | None = None) -> Prec
     attention probe; or, given a decision a run recorded (`Precision.record()`), that decision
     again without probing: a busy machine can time the probes differently from one call to the
     next, and one run must not switch precision or attention code half-way."""
-    if recorded is not None:
-        return Precision(dtype_named(recorded["amp"]), recorded["reason"], recorded["attention_by_matmul"], reused=True)
     device = torch.device(device)
+    varlen, attention_reason = attention.choose("auto", device)
+    if recorded is not None:
+        return Precision(dtype_named(recorded["amp"]), recorded["reason"], recorded["attention_by_matmul"], reused=True,
+                         varlen=varlen, attention_reason=attention_reason)
     dtype, reason = choose(amp, device)
     by_matmul = cpu_bf16_attention_by_matmul() if device.type == "cpu" and dtype == torch.bfloat16 else None
-    return Precision(dtype, reason, by_matmul)
+    return Precision(dtype, reason, by_matmul, varlen=varlen, attention_reason=attention_reason)
 
 
 def apply_precision(model: nn.Module, precision: Precision) -> nn.Module:
-    """Sets the decision's attention path on every attention block of a model, in place; the
-    dtype itself goes to autocast, by whoever runs the model."""
+    """Sets the decision's attention path on a model, in place: short attention spelled out or
+    not, on every attention block, and variable-length attention or not; the dtype itself goes
+    to autocast, by whoever runs the model."""
     for module in model.modules():
         if isinstance(module, SelfAttention):
             module.matmul_attention_up_to = precision.matmul_attention_up_to
+    if hasattr(model, "encoder"):
+        attention.apply_attention(model, precision.varlen)
     return model
 
 

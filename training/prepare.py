@@ -15,6 +15,7 @@ from loaders.align import encode_ner
 from loaders.conll import NerDataError
 from loaders.data import ner_data
 from xlmr.convert import convert
+from runtime.devices import process_device
 from runtime.precision import Precision, decide
 from xlmr.weights import checkpoint_config, is_ours, resolve_folder
 
@@ -38,18 +39,14 @@ def weights_home() -> Path:
 
 
 def setup_distributed(device_arg: str | None) -> tuple[int, int, torch.device]:
-    """(rank, world size, device); under torchrun the process group is started here."""
+    """(rank, world size, device); under torchrun the process group is started here, after the
+    process has taken its own GPU (cuda:LOCAL_RANK): NCCL binds a process to the current GPU."""
     world = int(os.environ.get("WORLD_SIZE", "1"))
-    use_cuda = (device_arg or ("cuda" if torch.cuda.is_available() else "cpu")).startswith("cuda")
+    device = process_device(device_arg)
     if world > 1:
-        dist.init_process_group("nccl" if use_cuda else "gloo")
-        rank = dist.get_rank()
-        if use_cuda:
-            local = int(os.environ.get("LOCAL_RANK", "0"))
-            torch.cuda.set_device(local)
-            return rank, world, torch.device("cuda", local)
-        return rank, world, torch.device("cpu")
-    return 0, 1, torch.device(device_arg or ("cuda" if use_cuda else "cpu"))
+        dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
+        return dist.get_rank(), world, device
+    return 0, 1, device
 
 
 def check_output_dir(path: Path) -> None:
@@ -121,3 +118,18 @@ def decide_precision(cfg: TrainConfig, device: torch.device, world: int) -> Prec
         dist.broadcast_object_list(shared, src=0)
         decision = shared[0]
     return decision
+
+
+def keeps_embedding_rows(device: torch.device, world: int) -> tuple[bool, str]:
+    """(keep the word embedding's gradient and AdamW work to the rows a step touches?, why):
+    training/embedding_grad.py and training/row_adamw.py, on one CPU process. Their reason is the
+    CPU's: a dense 250k-row gradient is a fresh allocation whose pages the kernel zeroes every
+    step. A GPU's caching allocator reuses that memory, and PyTorch's fused AdamW walks every row
+    in one kernel at memory bandwidth (xlm-roberta-base's 192M embedding values: ~3 GB a step),
+    while the row bookkeeping (unique(), boolean indexing) waits for the device each step. Under
+    DDP the reducer expects dense gradients."""
+    if world > 1:
+        return False, "dense embedding gradient and fused AdamW: DDP reduces dense gradients"
+    if torch.device(device).type != "cpu":
+        return False, f"dense embedding gradient and fused AdamW: on {torch.device(device).type}"
+    return True, "row-sparse embedding gradient and RowAdamW: on one CPU process"

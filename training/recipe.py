@@ -10,6 +10,7 @@ from loaders.batching import length_grouped_batches, random_batches
 from .embedding_grad import RowSparseGrad
 
 from .config import TrainConfig
+from .prepare import keeps_embedding_rows
 from .row_adamw import RowAdamW, clip_grad_norm_rows
 
 
@@ -24,11 +25,13 @@ def epoch_batches(cfg: TrainConfig, lengths, epoch: int, shares: int) -> list[li
 
 
 def row_sparse_embedding(model, world: int) -> RowSparseGrad | None:
-    """The word embedding's gradient kept per touched row, on one process (CPU or GPU). The dense
+    """The word embedding's gradient kept per touched row, where training/prepare.py's
+    `keeps_embedding_rows` says so for the model's device (one CPU process). The dense
     gradient, its norm and its AdamW update walk all 250k rows while a batch touches a few
-    hundred (see training/embedding_grad.py, training/row_adamw.py). Under DDP the reducer expects
-    dense gradients, so several processes keep the dense path (fused AdamW, dense clipping)."""
-    return RowSparseGrad(model.encoder.embeddings.word) if world == 1 else None
+    hundred (see training/embedding_grad.py, training/row_adamw.py); elsewhere the dense path
+    (fused AdamW, dense clipping)."""
+    word = model.encoder.embeddings.word
+    return RowSparseGrad(word) if keeps_embedding_rows(word.weight.device, world)[0] else None
 
 
 def own_rates(model) -> dict[int, float]:

@@ -17,9 +17,11 @@ rows. A dense AdamW step and a dense gradient norm walk every row. What each row
 - clipping: the rest of the gradient is zero, so the embedding's part of the norm comes from the
   touched rows alone, and only they need scaling.
 
-The other parameters go through PyTorch's fused AdamW. Used on one process, CPU or GPU, beside
-`training.embedding_grad.RowSparseGrad`; under DDP the training loop keeps the dense fused AdamW
-(correct everywhere, and the reducer expects dense gradients).
+The other parameters go through PyTorch's fused AdamW. Used on one CPU process, beside
+`training.embedding_grad.RowSparseGrad` (training/prepare.py's `keeps_embedding_rows` decides);
+on a GPU and under DDP training keeps the dense fused AdamW (correct everywhere; the reducer
+expects dense gradients). The row bookkeeping (`unique()`, boolean indexing, `nonzero()`) would
+wait for a GPU every step; on a CPU there is nothing to wait for.
 """
 from __future__ import annotations
 

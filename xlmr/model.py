@@ -14,6 +14,7 @@ import torch.nn.functional as F
 from .config import XLMRConfig
 from .crf import HEADS, LinearChainCRF, labelled_positions
 from .decoding import IGNORE_INDEX, TagDecoder, TransitionPrior
+from .packing import RealTokens, jagged_attention
 
 
 ACTIVATIONS = {
@@ -32,34 +33,6 @@ def position_ids_for(input_ids: torch.Tensor, config: XLMRConfig) -> torch.Tenso
         return torch.arange(T, device=input_ids.device).expand_as(input_ids)
     not_pad = input_ids.ne(config.pad_token_id).int()  # (B, T)
     return torch.cumsum(not_pad, dim=1) * not_pad + config.pad_token_id
-
-
-def no_padding(attention_mask: torch.Tensor) -> bool:
-    """True when every position is a real token: attention then needs no mask, and
-    scaled_dot_product_attention without one takes its fastest kernel (transformers drops an
-    all-ones mask for the same reason). Reading the answer waits for the device; under
-    torch.compile the mask is always kept, so the graph has no data-dependent branch."""
-    return not torch.compiler.is_compiling() and bool(attention_mask.all())
-
-
-class RealTokens:
-    """Where the N real tokens of a padded (B, T) batch sit, so that the work done token by token
-    (projections, feed-forward, LayerNorm: nearly all of a layer's FLOPs) runs on those N alone,
-    and the batch is padded again only around attention. Batches not sorted by length can be a
-    fifth or more padding (a whole length-sorted PAN-X pass is ~4%); the real tokens' values are
-    unchanged (padding is never attended to), and padding positions come out as zeros."""
-
-    def __init__(self, attention_mask: torch.Tensor):
-        self.B, self.T = attention_mask.shape
-        self.index = attention_mask.reshape(-1).nonzero().squeeze(1)  # (N,) flat positions in B*T
-
-    def unpad(self, x: torch.Tensor) -> torch.Tensor:
-        return x.reshape(self.B * self.T, -1).index_select(0, self.index)  # (B, T, D) -> (N, D)
-
-    def pad(self, x: torch.Tensor) -> torch.Tensor:
-        # (N, D) -> (B, T, D); zeros, not garbage, at padding: a masked key's weight is 0, and 0 x NaN is NaN
-        out = x.new_zeros(self.B * self.T, x.shape[-1])
-        return out.index_copy_(0, self.index, x).view(self.B, self.T, -1)
 
 
 class Embeddings(nn.Module):
@@ -116,7 +89,8 @@ class SelfAttention(nn.Module):
     calls PyTorch's fused scaled_dot_product_attention, which computes the same thing, except
     over sequences of up to `matmul_attention_up_to` tokens, which are spelled out too: some CPUs
     run bf16 attention faster so. It is 0 (never) unless the runtime's precision step sets it
-    from its probe (runtime/precision.py).
+    from its probe (runtime/precision.py). Given packed tokens and `jagged=True`, attention runs
+    on them as they are (xlmr/packing.py), without padding them again.
     """
 
     def __init__(self, config: XLMRConfig, manual: bool = False):
@@ -128,15 +102,18 @@ class SelfAttention(nn.Module):
         self.manual = manual
         self.matmul_attention_up_to = 0  # tokens; a plain int, so torch.compile reads a constant
 
-    def forward(self, x: torch.Tensor, key_mask: torch.Tensor | None, real: RealTokens | None = None) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, key_mask: torch.Tensor | None, real: RealTokens | None = None,
+                jagged: bool = False) -> torch.Tensor:
         # x: (B, T, H), or (N, H) when `real` says where those N tokens sit in (B, T);
         # key_mask: (B, 1, 1, T) bool, True where a key may be attended to, or None when every key may be
         q, k, v = self.qkv(x)  # 3 x (B, T, H) or 3 x (N, H)
+        p = self.attn_dropout if self.training else 0.0
+        if real is not None and jagged and not self.manual:
+            return self.proj(jagged_attention(q, k, v, real, self.nh, p))  # (N, H)
         if real is not None:
             q, k, v = real.pad(q), real.pad(k), real.pad(v)  # 3 x (B, T, H)
         B, T, H = q.shape
         q, k, v = (t.view(B, T, self.nh, self.hs).transpose(1, 2) for t in (q, k, v))  # (B, nh, T, hs)
-        p = self.attn_dropout if self.training else 0.0
         if self.manual or T <= self.matmul_attention_up_to:
             scores = (q @ k.transpose(-2, -1)) / math.sqrt(self.hs)  # (B, nh, T, T)
             if key_mask is not None:
@@ -173,8 +150,9 @@ class EncoderLayer(nn.Module):
         self.mlp_norm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
         self.dropout = nn.Dropout(config.hidden_dropout_prob)
 
-    def forward(self, x: torch.Tensor, key_mask: torch.Tensor | None, real: RealTokens | None = None) -> torch.Tensor:
-        x = self.attn_norm(x + self.dropout(self.attn(x, key_mask, real)))
+    def forward(self, x: torch.Tensor, key_mask: torch.Tensor | None, real: RealTokens | None = None,
+                jagged: bool = False) -> torch.Tensor:
+        x = self.attn_norm(x + self.dropout(self.attn(x, key_mask, real, jagged)))
         return self.mlp_norm(x + self.dropout(self.mlp(x)))
 
 
@@ -189,25 +167,33 @@ class XLMRModel(nn.Module):
         # Inference on padded batches runs on the real tokens alone (RealTokens); off for compiled
         # layers, whose graphs are kept to bucketed (B, T) shapes.
         self.skip_padding = True
+        # Padding dropped in training too, and attention run on the packed tokens (jagged_attention):
+        # how a model runs, so the runtime sets it (runtime/attention.py: on CUDA).
+        self.varlen = False
 
     def set_manual_attention(self, manual: bool) -> None:
         for layer in self.layers:
             layer.attn.manual = manual
 
-    def forward(self, input_ids, attention_mask=None, token_type_ids=None) -> torch.Tensor:
-        # input_ids, attention_mask: (B, T) -> last hidden states (B, T, H)
+    def forward(self, input_ids, attention_mask=None, token_type_ids=None, lengths=None) -> torch.Tensor:
+        # input_ids, attention_mask: (B, T) -> last hidden states (B, T, H). `lengths` (B,), the
+        # rows' real tokens as the host knows them, spares a GPU the wait of reading the mask.
         if attention_mask is None:
             attention_mask = input_ids.ne(self.config.pad_token_id)
-        key_mask = None if no_padding(attention_mask) else attention_mask.bool()[:, None, None, :]  # (B, 1, 1, T)
-        # Only without gradients: training keeps the padded shapes its figures were measured with.
-        real = (RealTokens(attention_mask) if key_mask is not None and self.skip_padding
-                and not torch.is_grad_enabled() else None)
+        # Under torch.compile nothing is read on the host: the mask is kept, and no branch depends on data.
+        real = None if torch.compiler.is_compiling() else RealTokens(attention_mask, lengths)
+        # Without padding attention needs no mask, and scaled_dot_product_attention takes its fastest kernel.
+        key_mask = None if real is not None and real.all_real else attention_mask.bool()[:, None, None, :]
+        # Packed for inference (skip_padding), and for training too with varlen; else training keeps
+        # the padded shapes its figures were measured with.
+        packed = key_mask is not None and real is not None and (
+            self.varlen or (self.skip_padding and not torch.is_grad_enabled()))
         x = self.embeddings(input_ids, token_type_ids)  # (B, T, H)
-        if real is not None:
+        if packed:
             x = real.unpad(x)  # (N, H)
         for layer in self.layers:
-            x = layer(x, key_mask, real)
-        return x if real is None else real.pad(x)  # (B, T, H)
+            x = layer(x, key_mask, real if packed else None, self.varlen)
+        return real.pad(x) if packed else x  # (B, T, H)
 
 
 def cross_entropy(logits: torch.Tensor, labels: torch.Tensor, reduction: str = "mean") -> torch.Tensor:
@@ -260,10 +246,10 @@ class XLMRForTokenClassification(nn.Module):
     def learns_transitions(self) -> bool:  # a CRF: its learnt transitions decode in a fitted prior's place
         return self.crf is not None
 
-    def forward(self, input_ids, attention_mask=None, labels=None, token_type_ids=None):
+    def forward(self, input_ids, attention_mask=None, labels=None, token_type_ids=None, lengths=None):
         """Returns logits (B, T, C), and with labels (B, T) also the mean cross-entropy over the
-        tokens whose label is not -100."""
-        hidden = self.encoder(input_ids, attention_mask, token_type_ids)  # (B, T, H)
+        tokens whose label is not -100. `lengths`: see XLMRModel.forward."""
+        hidden = self.encoder(input_ids, attention_mask, token_type_ids, lengths)  # (B, T, H)
         logits = self.classifier(self.dropout(hidden))  # (B, T, C)
         return logits, (None if labels is None else self.loss(logits, labels))
 
