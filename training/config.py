@@ -39,6 +39,12 @@ class TrainConfig:
                 "ner_tags; its labels become the model's"})
     validation_file: str | None = field(default=None, metadata={"help": "with --train-file: the data to pick the best epoch on"})
     test_file: str | None = field(default=None, metadata={"help": "with --train-file: test data, scored at the end"})
+    teacher: str | None = field(default=None, metadata={
+        "help": "adapt this checkpoint of ours to --unlabeled-file: its tags on that text train the student, which "
+                "starts from the teacher's weights unless --model names another start; validation and test data are "
+                "the teacher's own, as its results.json records them (docs/adaptation.md)"})
+    unlabeled_file: list[str] = field(default_factory=list, metadata={
+        "help": "with --teacher: text to adapt to, a file per language: a text a line, or .jsonl with tokens or text"})
     output_dir: str | None = field(default=None, metadata={
         "help": "where the run is written (default: runs/<langs>, or runs/<train file name>)"})
     epochs: int = 3
@@ -85,6 +91,16 @@ class TrainConfig:
                             choices=UNSPACED)
     logging_steps: int = setting(50, "a metrics.jsonl line every N steps")
     peak_tflops: float | None = setting(None, "device peak, to report model FLOPs utilisation")
+    adapt_sentences: int = setting(1000, "with --teacher: sentences drawn from each unlabeled file (seeded), so one "
+                                   "large file cannot drown the other languages; 0 = all")
+    adapt_min_confidence: float = setting(0.0, "with --teacher: train on a sentence only if the teacher gives each "
+                                          "of its words' tags at least this probability")
+    adapt_mix_source: int = setting(0, "with --teacher: sentences of the teacher's own labelled training data "
+                                    "mixed in (seeded); 0 = none")
+
+    def __post_init__(self):
+        if self.teacher and self.model == DEFAULT_MODEL:  # the student starts from its teacher's weights
+            self.model = self.teacher
 
 
 def is_setting(f: Field) -> bool:

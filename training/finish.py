@@ -13,6 +13,7 @@ from evaluation.scoring import f1_table
 from runtime.precision import cpu_capability
 from xlmr.weights import load_model, save_model
 
+from .adaptation import summary as adaptation_summary
 from .throughput import throughput
 from .transitions import fit_run
 
@@ -62,6 +63,7 @@ def finish(run, tests: dict[str, dict], prior: dict | None = None) -> dict:
         "checkpoint": "best",
         "average": None,
         "transition_prior": prior,
+        "adaptation": adaptation_summary(run.out) if run.cfg.teacher else None,  # training/adaptation.py
         "test_f1": {lang: r["f1"] for lang, r in tests.items()},
         "test": tests,
         "throughput": throughput(state, run.model, run.device, run.cfg.peak_tflops),

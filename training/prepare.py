@@ -19,6 +19,7 @@ from runtime.devices import process_device
 from runtime.precision import Precision, decide
 from xlmr.weights import checkpoint_config, is_ours, resolve_folder
 
+from .adaptation import AdaptationData
 from .config import RunError, TrainConfig
 from .state import resumable_state
 
@@ -73,7 +74,10 @@ def prepare_model_folder(src: str) -> Path:
 
 
 def data_source(cfg: TrainConfig):
-    """The run's sentences (loaders/data.py): --train-file and its companions, else PAN-X."""
+    """The run's sentences (loaders/data.py): --train-file and its companions, else PAN-X; with
+    --teacher, the teacher's tags on --unlabeled-file (training/adaptation.py)."""
+    if cfg.teacher:
+        return AdaptationData(cfg)
     return ner_data(cfg.langs, cfg.eval_langs, cfg.data_dir, cfg.full_splits, cfg.train_file, cfg.validation_file,
                     cfg.test_file)
 

@@ -205,9 +205,11 @@ class XLMRTokenizer:
         tokenised as one string after one '▁', as `_word_segments` treats a word. A run whose
         pieces cannot be placed on its characters (normalisation that merges characters) is
         encoded word by word instead."""
+        if not runs:  # building the run model takes seconds: not for text without Han/kana
+            return []
         sp = self._run_processor()
         out = []
-        for words, ids in zip(runs, sp.encode(["".join(w) for w in runs]) if runs else []):
+        for words, ids in zip(runs, sp.encode(["".join(w) for w in runs])):
             starts = piece_starts(words, [None if i == 0 else sp.id_to_piece(i).replace(SPIECE_UNDERLINE, "")
                                            for i in ids], self.normalizer.normalize, self._is_unknown)
             if starts is None:
