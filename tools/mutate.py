@@ -55,7 +55,7 @@ TARGETS = {
     "xlmr/decoding.py": Target(("tests/test_decoding.py", "tests/test_alignment.py", "tests/test_crf.py",
                                 "tests/test_mutants_decoding.py")),
     "xlmr/entities.py": Target(("tests/test_alignment.py", "tests/test_words.py", "tests/test_mutants_decoding.py")),
-    "evaluation/scoring.py": Target(("tests/test_strictness.py", "tests/test_mutants_scoring.py")),
+    "evaluation/scoring.py": Target(("tests/test_mutants_scoring.py", "tests/test_eval.py", "tests/test_sweep.py")),
     "loaders/collate.py": Target(("tests/test_align_batching.py", "tests/test_mutants_batches.py")),
     "loaders/batching.py": Target(("tests/test_align_batching.py", "tests/test_mutants_batches.py")),
     "xlmr/tokenizer.py": Target(("tests/test_tokenizer.py", "tests/test_unspaced.py", "tests/test_alignment.py",

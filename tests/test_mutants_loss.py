@@ -1,0 +1,98 @@
+"""The head's loss with a CRF, by hand: "sum" is the negative log-likelihood of every sentence
+(enumerating every tag sequence over its labelled tokens), "mean" divides it by the labelled
+tokens, and a batch with one or no labelled token is counted right. Written for the mutants the
+older tests let through (docs/testing.md)."""
+from __future__ import annotations
+
+import itertools
+import math
+
+import pytest
+import torch
+
+from tests.tiny import TAGS
+from xlmr.config import XLMRConfig
+from xlmr.crf import LinearChainCRF
+from xlmr.model import XLMRForTokenClassification
+
+
+def crf_model() -> XLMRForTokenClassification:
+    config = XLMRConfig(id2label=dict(enumerate(TAGS)), vocab_size=20, hidden_size=8, num_hidden_layers=1,
+                        num_attention_heads=2, intermediate_size=8, head="crf")
+    model = XLMRForTokenClassification(config)
+    g = torch.Generator().manual_seed(3)
+    with torch.no_grad():
+        model.crf.start.copy_(torch.randn(len(TAGS), generator=g))
+        model.crf.transitions.copy_(torch.randn(len(TAGS), len(TAGS), generator=g))
+    return model
+
+
+def nll_by_enumeration(emissions: list[list[float]], tags: list[int], start, transitions) -> float:
+    """log Z - score(gold) over one sentence's labelled tokens, every tag sequence written out."""
+    def score(path):
+        return (start[path[0]] + sum(emissions[t][y] for t, y in enumerate(path))
+                + sum(transitions[a][b] for a, b in zip(path, path[1:])))
+    if not tags:
+        return 0.0
+    log_z = math.log(sum(math.exp(score(p)) for p in itertools.product(range(len(start)), repeat=len(tags))))
+    return log_z - score(tags)
+
+
+def expected_nll(model, logits, labels) -> list[float]:
+    start, transitions = model.crf.start.tolist(), model.crf.transitions.tolist()
+    out = []
+    for b in range(labels.shape[0]):
+        positions = [t for t in range(labels.shape[1]) if int(labels[b, t]) != -100]
+        out.append(nll_by_enumeration([logits[b, t].tolist() for t in positions],
+                                      [int(labels[b, t]) for t in positions], start, transitions))
+    return out
+
+
+def test_crf_loss_sum_and_mean_by_enumeration():
+    model = crf_model()
+    g = torch.Generator().manual_seed(4)
+    logits = torch.randn(3, 6, len(TAGS), generator=g) * 2  # (B, T, C)
+    # Labelled tokens scattered among -100 (later pieces, <s>, </s>, padding): 3, 1 and 2 of them.
+    labels = torch.tensor([[-100, 1, -100, 2, 0, -100],
+                           [-100, -100, 5, -100, -100, -100],
+                           [-100, 3, 4, -100, -100, -100]])
+    per_sentence = expected_nll(model, logits, labels)
+    with torch.no_grad():
+        total = float(model.loss(logits, labels, "sum"))
+        mean = float(model.loss(logits, labels, "mean"))
+    assert total == pytest.approx(sum(per_sentence), abs=1e-4)
+    assert mean == pytest.approx(sum(per_sentence) / 6, abs=1e-4)  # 6 labelled tokens in all
+
+
+def test_crf_loss_of_one_labelled_token_and_of_none():
+    model = crf_model()
+    logits = torch.randn(1, 4, len(TAGS), generator=torch.Generator().manual_seed(5))
+    one = torch.tensor([[-100, 3, -100, -100]])
+    (expected,) = expected_nll(model, logits, one)
+    with torch.no_grad():
+        # One labelled token: the mean is the sum (divided by 1), a softmax over start + emission.
+        assert float(model.loss(logits, one, "mean")) == pytest.approx(expected, abs=1e-5)
+        assert float(model.loss(logits, one, "sum")) == pytest.approx(expected, abs=1e-5)
+        # No labelled token (a batch of sentences truncated to nothing): 0, not 0/0.
+        none = torch.full((1, 4), -100)
+        assert float(model.loss(logits, none, "mean")) == 0.0
+        assert float(model.loss(logits, none, "sum")) == 0.0
+
+
+def test_crf_nll_of_a_batch_whose_first_sentence_is_shorter():
+    """A sentence that ends early keeps its forward scores while the longer one goes on; the
+    mask decides per sentence (lengths 1 and 3, then 3 and 1)."""
+    crf = LinearChainCRF(3)
+    g = torch.Generator().manual_seed(6)
+    with torch.no_grad():
+        crf.start.copy_(torch.randn(3, generator=g))
+        crf.transitions.copy_(torch.randn(3, 3, generator=g))
+    emissions = torch.randn(2, 3, 3, generator=g)
+    tags = torch.tensor([[2, 0, 0], [1, 2, 0]])
+    for lengths in ([1, 3], [3, 1]):
+        mask = torch.arange(3)[None, :] < torch.tensor(lengths)[:, None]
+        got = crf.nll(emissions, tags, mask).tolist()
+        for b, n in enumerate(lengths):
+            expected = nll_by_enumeration(emissions[b, :n].tolist(), tags[b, :n].tolist(), crf.start.tolist(),
+                                          crf.transitions.tolist())
+            assert got[b] == pytest.approx(expected, abs=1e-5), (lengths, b)
