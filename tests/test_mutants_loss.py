@@ -96,3 +96,29 @@ def test_crf_nll_of_a_batch_whose_first_sentence_is_shorter():
             expected = nll_by_enumeration(emissions[b, :n].tolist(), tags[b, :n].tolist(), crf.start.tolist(),
                                           crf.transitions.tolist())
             assert got[b] == pytest.approx(expected, abs=1e-5), (lengths, b)
+
+
+def test_labelled_positions_keep_the_word_order_of_long_sentences():
+    """Sentences of 64 tokens, about a third labelled: each sentence's labelled tokens come first
+    in their order (gathered here by a plain loop), then zeros; N is the most labels any sentence
+    has. (An unstable sort keeps the order on short rows only.)"""
+    from xlmr.crf import labelled_positions
+
+    g = torch.Generator().manual_seed(8)
+    B, T, C = 3, 64, 7
+    logits = torch.randn(B, T, C, generator=g)
+    labels = torch.randint(0, C, (B, T), generator=g)
+    labels[torch.rand(B, T, generator=g) < 0.66] = -100
+    emissions, tags, mask = labelled_positions(logits, labels)
+    counts = [int((labels[b] != -100).sum()) for b in range(B)]
+    assert emissions.shape == (B, max(counts), C) and mask.sum(1).tolist() == counts
+    for b in range(B):
+        positions = [t for t in range(T) if int(labels[b, t]) != -100]
+        assert torch.equal(emissions[b, :counts[b]], logits[b, positions])
+        assert tags[b].tolist() == [int(labels[b, t]) for t in positions] + [0] * (max(counts) - counts[b])
+    # One label per sentence: N is 1.
+    one = torch.full((2, 5), -100)
+    one[0, 1], one[1, 3] = 2, 4
+    emissions, tags, mask = labelled_positions(logits[:2, :5], one)
+    assert mask.tolist() == [[True], [True]] and tags.tolist() == [[2], [4]]
+    assert torch.equal(emissions[:, 0], torch.stack([logits[0, 1], logits[1, 3]]))

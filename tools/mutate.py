@@ -4,7 +4,7 @@ changes (tools/mutants.py) one at a time and check that some test fails.
     python tools/mutate.py xlmr/alignment.py [MODULE ...]   # run (all of TARGETS without names)
     python tools/mutate.py --list xlmr/alignment.py          # the mutants, without running
     python tools/mutate.py --report [--survivors]            # kill rates (and survivors) from the results
-    python tools/mutate.py --again xlmr/alignment.py         # rerun the survivors (tests were added)
+    python tools/mutate.py --again xlmr/alignment.py         # rerun survivors and time-outs (tests added)
 
 Not part of the package or the default test run. How it stays cheap on two cores:
 - one parent process imports torch, datasets, transformers, pytest ... once and forks a child
@@ -16,8 +16,8 @@ Not part of the package or the default test run. How it stays cheap on two cores
   without running; one on a line run at import runs every mapped test;
 - a mutant that survives its tests is run again against every mapped test (a cached object
   built by one test and used by another would otherwise hide a kill);
-- a per-mutant time limit (twice the traced run of its tests, plus start-up); going over it
-  counts as killed (an endless loop is a detected fault).
+- a per-mutant time limit (a minute plus three times the traced run of its tests); going over
+  it counts as killed (an endless loop is a detected fault), and `--again` runs it once more.
 Results are appended to tools/.results/<module>.jsonl, keyed by the hash of the module and its
 test files, so an interrupted pass resumes where it stopped.
 """
@@ -109,7 +109,7 @@ def run_module(module: str, again: bool, only: set[int] | None) -> None:
     source_hash = hashlib.sha1(source.encode()).hexdigest()[:12]
     done = latest(module)
     todo = [m for m in found if (only is None or m.index in only) and (
-        (again and done.get(m.index, {}).get("status") in ("survived", "not reached"))
+        (again and done.get(m.index, {}).get("status") in ("survived", "not reached", "timeout"))
         or (not again and done.get(m.index, {}).get("tests") != key))]
     print(f"{module}: {len(found)} mutants, {len(todo)} to run against {', '.join(tests)}", flush=True)
     if not todo:
