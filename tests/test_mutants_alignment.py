@@ -68,3 +68,46 @@ def test_label_names_of_splits_that_agree_and_that_do_not():
     three = DatasetDict(a=split([["a"]], [[0]]), b=split([["b"]], [[0]]), c=split([["c"]], [[0]], names=other))
     with pytest.raises(ValueError, match="different label lists"):
         encode_ner(three, tokenizer=None)  # refused before any tokenising
+
+
+# -- xlmr/alignment.py by hand: the edge cases the tokenizer's own output rarely reaches ------------
+
+def test_word_heads_of_words_without_a_token():
+    from xlmr import alignment
+
+    # Word 0 has no token and no earlier word to sit in: -1. Word 2 sits inside word 1's piece.
+    assert alignment.word_heads([None, 1, 1, 3, None], 4) == [-1, 1, 1, 3]
+    assert alignment.word_heads([-1, 0, 2, -1], 3) == [1, 1, 2]  # a dataset column's -1 for <s>, </s>
+
+
+def test_a_word_that_is_only_a_bare_space_keeps_it():
+    from xlmr import alignment
+
+    # ids: <s>=0, bare '▁'=9, 10 and 11 pieces: word 0 is a lone '▁' (its next token is word 1's),
+    # word 1 is '▁' + 11 and moves; word 2 is 10.
+    ids, word_ids = [0, 9, 9, 11, 10, 2], [None, 0, 1, 1, 2, None]
+    heads = alignment.word_heads(word_ids, 3)
+    assert alignment.past_bare_space(ids, word_ids, heads, 9) == [1, 3, 4]
+
+
+def test_a_glued_piece_after_another_words_trailing_bare_space_is_glued():
+    from xlmr import alignment
+
+    # Word 0 ends in a lone '▁' (a left-to-right mark normalises to a space); word 1's piece 12
+    # has no '▁' of its own: it continues the text, so it is glued. Its own word's '▁' would not be.
+    ids, word_ids = [0, 10, 9, 12, 2], [None, 0, 0, 1, None]
+    assert alignment.glued_heads(ids, word_ids, [1, 3], 9, continues=lambda i: i == 12) == [False, True]
+    ids, word_ids = [0, 10, 9, 12, 2], [None, 0, 1, 1, None]
+    assert alignment.glued_heads(ids, word_ids, [1, 3], 9, continues=lambda i: i == 12) == [False, False]
+
+
+def test_head_glued_offsets_and_labelled_tokens_by_hand():
+    from xlmr import alignment
+
+    # <s> [w0 w1] [w2] </s>: word 1 sits inside word 0's piece; word 3 was cut off.
+    word_ids, word_heads = [-1, 0, 2, -1], [1, 1, 2, -1]
+    assert alignment.head_glued(word_ids, word_heads, [True, False, True, False]) == [True, True]
+    assert [alignment.head_offset(word_ids, word_heads, w) for w in range(4)] == [0, 0, 0, 0]
+    # A word past its bare '▁' has offset 1; the word after it starts at its head, 0.
+    assert [alignment.head_offset([None, 0, 0, 1, None], [2, 3], w) for w in range(2)] == [1, 0]
+    assert alignment.labelled_tokens([-100, 3, -100, 0, -100], -100) == [1, 3]

@@ -28,3 +28,24 @@ def test_tags_without_a_b_or_i_prefix_and_a_type_read_as_o():
     assert entity_spans(["S-PER", "E-LOC", "MISC", "B-", "I-"]) == []
     assert entity_spans(["B-PER", "E-PER", "I-PER"]) == [("PER", 0, 0), ("PER", 2, 2)]
     assert entity_spans(["B-ORG", "MISC", "I-ORG"]) == [("ORG", 0, 0), ("ORG", 2, 2)]
+
+
+def test_the_prior_of_a_config_json_by_hand():
+    import torch
+
+    from xlmr.decoding import TagDecoder, TransitionPrior
+
+    assert TransitionPrior.from_dict(None) is None and TransitionPrior.from_dict({}) is None
+    d = {"start": [-0.1] * 7, "follow": [[-0.2] * 7 for _ in range(7)], "weight": "0.4"}
+    prior = TransitionPrior.from_dict(d)
+    assert (prior.start, prior.follow, prior.weight) == (d["start"], d["follow"], 0.4)
+    # A prior built without a weight adds nothing: decoding is the constraints alone. The scores
+    # favour O after B-PER (0.5 vs 0.45 for I-PER), the prior strongly the other way.
+    follow = [[-10.0] * 7 for _ in range(7)]
+    follow[1][2] = 0.0
+    unweighted = TransitionPrior([0.0] * 7, follow)
+    scores = [torch.tensor([[0.01, 0.9, 0.01, 0.02, 0.02, 0.02, 0.02],
+                            [0.5, 0.01, 0.45, 0.01, 0.01, 0.01, 0.01]]).log()]
+    assert TagDecoder(PANX, unweighted)(scores, "viterbi") == [[1, 0]]
+    weighted = TransitionPrior([0.0] * 7, follow, 1.0)
+    assert TagDecoder(PANX, weighted)(scores, "viterbi") == [[1, 2]]
