@@ -49,3 +49,25 @@ def test_the_prior_of_a_config_json_by_hand():
     assert TagDecoder(PANX, unweighted)(scores, "viterbi") == [[1, 0]]
     weighted = TransitionPrior([0.0] * 7, follow, 1.0)
     assert TagDecoder(PANX, weighted)(scores, "viterbi") == [[1, 2]]
+
+
+def test_glued_decoding_leaves_the_callers_scores_alone_and_a_prior_of_other_tags_is_refused():
+    import torch
+
+    from xlmr.decoding import TagDecoder, TransitionPrior
+
+    scores = [torch.tensor([[0.04, 0.9, 0.01, 0.01, 0.01, 0.02, 0.01],
+                            [0.04, 0.6, 0.3, 0.01, 0.01, 0.02, 0.02]]).log()]
+    assert TagDecoder(PANX)(scores, "viterbi", [[False, True]]) == [[1, 2]]
+    # The emissions as Viterbi adds them: on the glued word, I-PER scores log(.6 + .3), I-ORG
+    # log(.01 + .01), I-LOC log(.02 + .02); the caller's (B, N, C) tensor stays as it was.
+    x = scores[0][None].clone()
+    before = x.clone()
+    got = TagDecoder(PANX).emissions(x, [[False, True]])
+    assert torch.equal(x, before)
+    assert torch.equal(got[0, 0], before[0, 0])
+    expected = before[0, 1].clone()
+    expected[2], expected[4], expected[6] = torch.log(torch.tensor([0.9, 0.02, 0.04]))
+    torch.testing.assert_close(got[0, 1], expected)
+    with pytest.raises(ValueError, match="the transition prior has 3 tags, the labels 7"):
+        TagDecoder(PANX, TransitionPrior([0.0] * 3, [[0.0] * 3] * 3, 0.5))
