@@ -124,6 +124,10 @@ class _Recorder:
         if report.failed and self.failed is None:
             self.failed = report.nodeid
 
+    def pytest_collectreport(self, report):
+        if report.failed and self.failed is None:  # a test file that cannot import the mutant
+            self.failed = f"collecting {report.nodeid}"
+
     def pytest_collection_modifyitems(self, items):
         for item in items:
             defs = item._fixtureinfo.name2fixturedefs
@@ -172,25 +176,33 @@ def _fork(root: Path, tests: list[str], timeout: float, trace_file: str | None =
     if pid == 0:
         _child(root, tests, out, trace_file, mutated)
     deadline = time.monotonic() + timeout
-    while True:
-        done, status = os.waitpid(pid, os.WNOHANG)
-        if done:
-            break
-        if time.monotonic() > deadline:
-            for target in (lambda: os.killpg(pid, signal.SIGKILL), lambda: os.kill(pid, signal.SIGKILL)):
-                try:
-                    target()
-                except ProcessLookupError:
-                    pass
-            os.waitpid(pid, 0)
-            os.unlink(out)
-            return {"rc": "timeout"}
-        time.sleep(0.05)
+    try:
+        while True:
+            done, status = os.waitpid(pid, os.WNOHANG)
+            if done:
+                break
+            if time.monotonic() > deadline:
+                _kill(pid)
+                os.unlink(out)
+                return {"rc": "timeout"}
+            time.sleep(0.05)
+    except BaseException:  # Ctrl-C or SIGTERM of the parent: the child (its own process group) goes too
+        _kill(pid)
+        raise
     text = Path(out).read_text()
     os.unlink(out)
     if text:
         return json.loads(text)
     return {"rc": f"signal {os.WTERMSIG(status)}" if os.WIFSIGNALED(status) else f"exit {os.WEXITSTATUS(status)}"}
+
+
+def _kill(pid: int) -> None:
+    for target in (lambda: os.killpg(pid, signal.SIGKILL), lambda: os.kill(pid, signal.SIGKILL)):
+        try:
+            target()
+        except ProcessLookupError:
+            pass
+    os.waitpid(pid, 0)
 
 
 class Baseline:
@@ -236,7 +248,7 @@ def _status(run: dict) -> dict:
         return {"status": "survived"}
     if rc == 1:
         return {"status": "killed", "by": run["failed"]}
-    if rc in (2, 3):  # collection failed (the module raises on import) or pytest's internal error
+    if rc in (2, 3) or (rc == 4 and run.get("failed")):  # the module raises on import, or pytest's internal error
         return {"status": "killed", "by": run.get("failed") or ("collection" if rc == 2 else "internal error")}
     if rc == "timeout":
         return {"status": "timeout"}
