@@ -71,3 +71,20 @@ def test_glued_decoding_leaves_the_callers_scores_alone_and_a_prior_of_other_tag
     torch.testing.assert_close(got[0, 1], expected)
     with pytest.raises(ValueError, match="the transition prior has 3 tags, the labels 7"):
         TagDecoder(PANX, TransitionPrior([0.0] * 3, [[0.0] * 3] * 3, 0.5))
+
+
+def test_viterbi_on_empty_batches_and_its_default_uses_the_prior():
+    import torch
+
+    from xlmr.decoding import TagDecoder, TransitionPrior
+
+    decoder = TagDecoder(PANX)
+    assert decoder([], "viterbi") == []
+    assert decoder([torch.zeros(0, 7), torch.zeros(0, 7)], "viterbi") == [[], []]
+    follow = [[-10.0] * 7 for _ in range(7)]
+    follow[1][2] = 0.0
+    prior_decoder = TagDecoder(PANX, TransitionPrior([0.0] * 7, follow, 1.0))
+    scores = [torch.tensor([[0.01, 0.9, 0.01, 0.02, 0.02, 0.02, 0.02],
+                            [0.5, 0.01, 0.45, 0.01, 0.01, 0.01, 0.01]]).log()]
+    assert prior_decoder.viterbi(scores) == prior_decoder(scores, "viterbi") == [[1, 2]]
+    assert prior_decoder.viterbi(scores, with_prior=False) == [[1, 0]]

@@ -122,3 +122,38 @@ def test_labelled_positions_keep_the_word_order_of_long_sentences():
     emissions, tags, mask = labelled_positions(logits[:2, :5], one)
     assert mask.tolist() == [[True], [True]] and tags.tolist() == [[2], [4]]
     assert torch.equal(emissions[:, 0], torch.stack([logits[0, 1], logits[1, 3]]))
+
+
+def iob2_valid(tags: list[str]) -> bool:
+    previous = "O"
+    for t in tags:
+        if t.startswith("I-") and previous[2:] != t[2:]:
+            return False
+        previous = t
+    return True
+
+
+def test_a_crf_model_decodes_with_its_learnt_scores_by_enumeration():
+    """The CRF's start and transition scores are Viterbi's prior at weight 1: the decoded path is
+    the IOB2-valid one with the highest emissions + start + transitions, found here by trying
+    every path. The transitions are set so that they, not the emissions, decide."""
+    model = crf_model()
+    with torch.no_grad():
+        model.crf.transitions.mul_(3)
+    prior = model.crf.prior()
+    assert prior.weight == 1.0
+    assert prior.start == pytest.approx(model.crf.start.tolist())
+    assert [x for row in prior.follow for x in row] == pytest.approx(model.crf.transitions.flatten().tolist())
+    start, transitions = model.crf.start.tolist(), model.crf.transitions.tolist()
+    g = torch.Generator().manual_seed(9)
+    for _ in range(4):
+        scores = torch.randn(3, len(TAGS), generator=g).log_softmax(-1)
+
+        def total(path):
+            return (start[path[0]] + sum(float(scores[t, y]) for t, y in enumerate(path))
+                    + sum(transitions[a][b] for a, b in zip(path, path[1:])))
+        paths = [p for p in itertools.product(range(len(TAGS)), repeat=3) if iob2_valid([TAGS[i] for i in p])]
+        best = max(paths, key=total)
+        assert model.decode([scores], "viterbi") == [list(best)]
+        plain = max(paths, key=lambda p: sum(float(scores[t, y]) for t, y in enumerate(p)))
+        assert model.decode([scores], "iob2") == [list(plain)]  # the constraints alone
