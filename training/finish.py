@@ -11,7 +11,7 @@ from evaluation.predict import evaluate
 from evaluation.reports import write_json_atomic
 from evaluation.scoring import f1_table
 from runtime.precision import cpu_capability
-from xlmr.weights import load_model, save_model
+from xlmr.weights import load_model
 
 from .throughput import throughput
 from .transitions import fit_run
@@ -68,9 +68,8 @@ def finish(run, tests: dict[str, dict], prior: dict | None = None) -> dict:
     }
     if run.is_main:
         write_json_atomic(run.out / "results.json", results)
-        shutil.rmtree(run.out / "last.old", ignore_errors=True)
-        if not run.cfg.keep_last:
-            shutil.rmtree(run.out / "last", ignore_errors=True)
+        for leftover in ("last.old", "last.tmp") + (() if run.cfg.keep_last else ("last",)):
+            shutil.rmtree(run.out / leftover, ignore_errors=True)
         print(f"\nbest epoch {state.best_epoch} (validation F1 {state.best_f1:.4f}); "
               f"trained in {state.train_seconds:.0f} s")
         print(f1_table(results["test_f1"]))

@@ -40,7 +40,7 @@ from .prepare import (check_data_flags, check_output_dir, decide_precision, load
                       setup_distributed)
 from .recipe import apply_gradients, build_optimizer, epoch_batches, linear_schedule, row_sparse_embedding
 from .row_adamw import RowAdamW
-from .state import MetricsLog, TrainState, load_state, resumable_state, save_state
+from .state import MetricsLog, TrainState, load_state, resumable_state, rng_state, save_state
 from .throughput import attention_pairs
 
 
@@ -81,7 +81,14 @@ class Run:
         return self.world * self.cfg.grad_accum
 
     def save(self) -> None:
-        save_state(self.out / "last", self.model, self.optimizer, self.scheduler, self.scaler, asdict(self.state))
+        """The resumable state in last/, written by rank 0 with every process's random generators
+        (called on every process: they send theirs)."""
+        rngs = [None] * self.world if self.is_main else None
+        if self.world > 1:
+            dist.gather_object(rng_state(), rngs, dst=0)
+        if self.is_main:
+            save_state(self.out / "last", self.model, self.optimizer, self.scheduler, self.scaler, asdict(self.state),
+                       rngs if self.world > 1 else None)
 
 
 def setup(cfg: TrainConfig) -> Run:
@@ -129,7 +136,8 @@ def setup(cfg: TrainConfig) -> Run:
               optimizer, linear_schedule(optimizer, int(cfg.warmup_ratio * total_steps), total_steps),
               word_grad, lengths, total_steps, None, TrainState(precision=precision.record()))
     if cfg.resume:
-        saved = load_state(resumable_state(Path(cfg.resume)), model, optimizer, run.scheduler, run.scaler)
+        saved = load_state(resumable_state(Path(cfg.resume)), model, optimizer, run.scheduler, run.scaler, device,
+                           rank)
         run.state = TrainState.from_saved(saved)
         if run.is_main:
             print(f"resuming {cfg.resume} at epoch {run.state.epoch + 1}, step {run.state.step}")
@@ -204,8 +212,7 @@ def train_epoch(run: Run, epoch: int) -> None:
         if cfg.save_steps and state.step % cfg.save_steps == 0 and b + 1 < len(batches):
             state.train_seconds += time.perf_counter() - t_epoch
             t_epoch = time.perf_counter()
-            if run.is_main:
-                run.save()
+            run.save()
     bar.close()
     state.train_seconds += time.perf_counter() - t_epoch
 
@@ -229,8 +236,7 @@ def validate_and_checkpoint(run: Run, epoch: int) -> None:
     if val["f1"] > state.best_f1:
         state.best_f1, state.best_epoch = val["f1"], epoch + 1
     state.epoch, state.batch = epoch + 1, 0
-    if run.is_main:
-        run.save()
+    run.save()
     run.model.train()
 
 
