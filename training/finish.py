@@ -64,7 +64,11 @@ def finish(run, tests: dict[str, dict], prior: dict | None = None) -> dict:
         "transition_prior": prior,
         "test_f1": {lang: r["f1"] for lang, r in tests.items()},
         "test": tests,
-        "throughput": throughput(state, run.model, run.device, run.cfg.peak_tflops),
+        "skipped_steps": state.skipped_steps,  # non-finite loss or gradient: no update (training/nonfinite.py)
+        # Samples, tokens and FLOPs are counted over every process (the loop counts the whole
+        # global batch), so the peak they are measured against is every process's.
+        "throughput": throughput(state, run.model, run.device,
+                                 run.cfg.peak_tflops * run.world if run.cfg.peak_tflops else None),
     }
     if run.is_main:
         write_json_atomic(run.out / "results.json", results)
