@@ -15,6 +15,9 @@ Output folder: the checkpoint (model.safetensors, config.json, sentencepiece.bpe
 best epoch, metrics.jsonl (a JSON line per log step and evaluation), results.json, and last/
 (the training state for --resume; removed when the run ends unless --keep-last).
 
+Ctrl-C or SIGTERM stops at the end of the step under way, with the state saved, and prints the
+`--resume` command that continues the run exactly.
+
 Knobs that only a measurement needs have no flag of their own: `--set name=value` sets any of
 them (listed at the end of --help), e.g. `--set warmup_ratio=0.1 --set unspaced=words`.
 
@@ -24,13 +27,18 @@ and the loop is `training.train`.
 from __future__ import annotations
 
 import argparse
+import os
+import shlex
 import sys
 import textwrap
-from dataclasses import fields
+from dataclasses import fields, replace
+from pathlib import Path
 
 from loaders.conll import NerDataError
-from training import RunError, TrainConfig, train
+from training import RunError, TrainConfig, command_line, train
 from training.config import default_of, is_setting, read_setting, setting_text
+from training.interrupt import Interrupted
+from xlmr.atomic import WriteError
 from xlmr.weights import CheckpointError
 
 _SCALARS = {"int": int, "float": float, "str": str}
@@ -74,11 +82,23 @@ def config_from(args: argparse.Namespace) -> TrainConfig:
     return TrainConfig(**flags, **dict(args.settings))
 
 
+def resume_command(cfg: TrainConfig, out: Path) -> str:
+    """The command line that continues an interrupted run: its own arguments and --resume."""
+    script = sys.argv[0] if Path(sys.argv[0]).name == "train_loop.py" else "train_loop.py"
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    launcher = ["torchrun", "--nproc_per_node", str(world)] if world > 1 else ["python"]
+    return shlex.join([*launcher, script, *command_line(replace(cfg, resume=str(out)))])
+
+
 def main(argv=None) -> int:
     cfg = config_from(build_parser().parse_args(argv))
     try:
         train(cfg)
-    except (RunError, CheckpointError, NerDataError, FileNotFoundError) as e:
+    except Interrupted as e:  # SIGINT or SIGTERM, the state saved at a step boundary
+        if e.is_main:
+            print(f"{e}\nto continue it exactly:\n  {resume_command(e.cfg, e.out)}", file=sys.stderr)
+        return 128 + e.signum  # as a shell reports a process ended by that signal
+    except (RunError, CheckpointError, NerDataError, FileNotFoundError, WriteError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 1
     return 0

@@ -16,11 +16,10 @@ import torch
 from safetensors.torch import load_file
 
 import train_loop
-from training import RunError, loop
+from training import loop
 from training.state import resumable_state, save_state
 from loaders.panx import TAGS
 from tests.tiny import run_args, tiny_checkpoint
-from xlmr.model import XLMRForTokenClassification
 from xlmr.weights import load_model
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -108,6 +107,10 @@ def test_ddp_matches_single_process(spm_path, small_panx, tmp_path):
         torch.testing.assert_close(w2[name], w1[name], atol=1e-5, rtol=1e-4, msg=name)
     assert any(not torch.equal(w, load_file(model / "model.safetensors")[k]) for k, w in w1.items())  # it trained
     assert abs(one["epochs"][0]["val_loss"] - two["epochs"][0]["val_loss"]) < 1e-4
+    # Samples and tokens are both counted over every process: per sample, the same tokens as one
+    # process (a rank counting only its own share would see half of them).
+    per_sample = [r["throughput"]["tokens_per_second"] / r["throughput"]["samples_per_second"] for r in (one, two)]
+    assert per_sample[1] == pytest.approx(per_sample[0], rel=1e-12)
     files = sorted(p.name for p in (tmp_path / "two").iterdir())
     assert files == ["config.json", "metrics.jsonl", "model.safetensors", "results.json", "sentencepiece.bpe.model"]
     assert ddp.stdout.count("wrote ") == 1  # only rank 0 reports and writes
@@ -153,28 +156,6 @@ def test_bad_input_fails_before_training(case, tiny, spm_path, small_panx, tmp_p
     assert train_loop.main(args) == 1
     captured = capsys.readouterr()
     assert expected in captured.err and "training on" not in captured.out
-
-
-@pytest.mark.slow
-def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(tiny, small_panx, tmp_path, monkeypatch):
-    real_loss = XLMRForTokenClassification.loss
-    calls = {"n": 0}
-
-    def poisoned(self, *args, **kwargs):
-        loss = real_loss(self, *args, **kwargs)
-        if kwargs.get("reduction") == "sum":  # training steps only
-            calls["n"] += 1
-            if calls["n"] > 32:  # in the second epoch: 240 sentences make 30 steps of 8
-                return loss * float("nan")
-        return loss
-
-    monkeypatch.setattr(XLMRForTokenClassification, "loss", poisoned)
-    out = tmp_path / "nan"
-    args = train_loop.config_from(train_loop.build_parser().parse_args(run_args(tiny, small_panx, out, "--epochs", "2")))
-    with pytest.raises(RunError, match="loss is nan at step 33 .epoch 2."):
-        loop.train(args)
-    assert (out / "model.safetensors").is_file() and not (out / "results.json").exists()
-    load_model(out)  # the epoch-1 checkpoint is intact
 
 
 def test_state_survives_a_kill_between_the_renames(tmp_path):

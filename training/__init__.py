@@ -6,6 +6,8 @@
     row_adamw.py   AdamW and clipping whose embedding work follows the rows a step touches (CPU)
     state.py       TrainState and the resumable training state on disk (last/), metrics.jsonl
     loop.py        one step, one epoch, validation and checkpointing, the final test
+    interrupt.py   SIGINT/SIGTERM: stop at a step boundary with the state saved
+    nonfinite.py   steps skipped for a non-finite loss or gradient, and when to stop
     transitions.py the tag-transition prior: counted over the training tags, weighted on validation
                    (fit_prior.py fits one for a checkpoint after the fact)
     throughput.py  samples, tokens and model FLOPs per second of the training steps

@@ -79,6 +79,10 @@ class TrainConfig:
     weight_decay: float = setting(0.01, "AdamW's decoupled weight decay (not on biases and LayerNorm weights)")
     warmup_ratio: float = setting(0.0, "share of the steps over which the learning rate warms up from 0")
     max_grad_norm: float = setting(1.0, "gradient clipping")
+    # 20: fp16's gradient scaler halves its scale on each overflow and needs 16 skips in a row to
+    # go from 65536 to 1; a healthy run never needs that many, a corrupt batch or two is skipped.
+    max_skipped_in_a_row: int = setting(20, "stop the run after this many steps in a row skipped for a non-finite "
+                                        "loss or gradient (each skipped step updates nothing)")
     random_batches: bool = setting(False, "plain shuffled batches instead of length-grouped ones")
     compile: str = setting("auto", "torch.compile the encoder layers (auto: where measured to help)",
                            choices=COMPILE_CHOICES)

@@ -11,7 +11,7 @@ from evaluation.predict import evaluate
 from evaluation.reports import write_json_atomic
 from evaluation.scoring import f1_table
 from runtime.precision import cpu_capability
-from xlmr.weights import load_model, save_model
+from xlmr.weights import load_model
 
 from .adaptation import summary as adaptation_summary
 from .throughput import throughput
@@ -66,13 +66,16 @@ def finish(run, tests: dict[str, dict], prior: dict | None = None) -> dict:
         "adaptation": adaptation_summary(run.out) if run.cfg.teacher else None,  # training/adaptation.py
         "test_f1": {lang: r["f1"] for lang, r in tests.items()},
         "test": tests,
-        "throughput": throughput(state, run.model, run.device, run.cfg.peak_tflops),
+        "skipped_steps": state.skipped_steps,  # non-finite loss or gradient: no update (training/nonfinite.py)
+        # Samples, tokens and FLOPs are counted over every process (the loop counts the whole
+        # global batch), so the peak they are measured against is every process's.
+        "throughput": throughput(state, run.model, run.device,
+                                 run.cfg.peak_tflops * run.world if run.cfg.peak_tflops else None),
     }
     if run.is_main:
         write_json_atomic(run.out / "results.json", results)
-        shutil.rmtree(run.out / "last.old", ignore_errors=True)
-        if not run.cfg.keep_last:
-            shutil.rmtree(run.out / "last", ignore_errors=True)
+        for leftover in ("last.old", "last.tmp") + (() if run.cfg.keep_last else ("last",)):
+            shutil.rmtree(run.out / leftover, ignore_errors=True)
         print(f"\nbest epoch {state.best_epoch} (validation F1 {state.best_f1:.4f}); "
               f"trained in {state.train_seconds:.0f} s")
         print(f1_table(results["test_f1"]))

@@ -2,7 +2,7 @@
 
     train(cfg)
       setup(cfg)                      model, data, optimizer, schedule; resume if asked
-      for each epoch:
+      for each epoch:                 (SIGINT/SIGTERM: stop at a step boundary, state saved)
         train_epoch(run, epoch)       train_step per global batch; the state saved every --save-steps
         validate_and_checkpoint(run)  validation F1; the best epoch's weights kept
       fit_transitions(run, best)      the tag-transition prior, its weight chosen on validation
@@ -10,11 +10,13 @@
       finish(run, tests)              results.json, clean-up
 
 No Trainer in between: AMP through autocast (and a gradient scaler for fp16), a padding
-collator, -100 on every position that carries no word label, and DDP under torchrun.
+collator, -100 on every position that carries no word label, and DDP under torchrun. A step
+with a non-finite loss or gradient is skipped (training/nonfinite.py). The counts a step adds
+(tokens, padding, labelled words) come from the sentence lengths on the host, for the whole
+global batch: no device value is read for them, and they are the same on every process.
 """
 from __future__ import annotations
 
-import math
 import random
 import time
 import warnings
@@ -38,10 +40,11 @@ from xlmr.weights import load_model, save_model, tokenizer_file_in
 from .config import RunError, TrainConfig
 from .prepare import (check_data_flags, check_output_dir, decide_precision, load_data, prepare_model_folder,
                       setup_distributed)
-from .recipe import apply_gradients, build_optimizer, epoch_batches, linear_schedule, row_sparse_embedding
+from .interrupt import Interrupted, StopSignals
+from .nonfinite import count_skip, number
+from .recipe import Update, apply_gradients, build_optimizer, epoch_batches, linear_schedule, row_sparse_embedding
 from .row_adamw import RowAdamW
-from .state import MetricsLog, TrainState, load_state, resumable_state, save_state
-from .throughput import attention_pairs
+from .state import MetricsLog, TrainState, load_state, resumable_state, rng_state, save_state
 
 
 @dataclass
@@ -66,7 +69,8 @@ class Run:
     optimizer: torch.optim.Optimizer
     scheduler: object
     word_grad: RowSparseGrad | None
-    lengths: list[int]
+    lengths: list[int]  # pieces per training sentence
+    labelled: list[int]  # of those, the ones that carry a label (not -100)
     total_steps: int
     log: MetricsLog
     state: TrainState
@@ -81,7 +85,14 @@ class Run:
         return self.world * self.cfg.grad_accum
 
     def save(self) -> None:
-        save_state(self.out / "last", self.model, self.optimizer, self.scheduler, self.scaler, asdict(self.state))
+        """The resumable state in last/, written by rank 0 with every process's random generators
+        (called on every process: they send theirs)."""
+        rngs = [None] * self.world if self.is_main else None
+        if self.world > 1:
+            dist.gather_object(rng_state(), rngs, dst=0)
+        if self.is_main:
+            save_state(self.out / "last", self.model, self.optimizer, self.scheduler, self.scaler, asdict(self.state),
+                       rngs if self.world > 1 else None)
 
 
 def setup(cfg: TrainConfig) -> Run:
@@ -91,6 +102,8 @@ def setup(cfg: TrainConfig) -> Run:
     if cfg.batch_size % (world * cfg.grad_accum):
         raise RunError(f"--batch-size {cfg.batch_size} must be divisible by processes x --grad-accum "
                        f"({world} x {cfg.grad_accum})")
+    if cfg.max_skipped_in_a_row < 1:
+        raise RunError(f"max_skipped_in_a_row={cfg.max_skipped_in_a_row}: must be 1 or more")
     if cfg.resume and resumable_state(Path(cfg.resume)) is None:
         raise RunError(f"nothing to resume in {cfg.resume}: no last/state.json")
     if rank == 0:
@@ -121,15 +134,17 @@ def setup(cfg: TrainConfig) -> Run:
     word_grad = row_sparse_embedding(model, world)
     optimizer = build_optimizer(model, cfg, word_grad)
     lengths = [len(x) for x in train_set["input_ids"]]
+    labelled = [sum(label != IGNORE for label in x) for x in train_set["labels"]]
     total_steps = len(epoch_batches(cfg, lengths, 0, world * cfg.grad_accum)) * cfg.epochs
     run = Run(cfg, rank, world, device, out, folder, tokenizer_file, model,
               torch.nn.parallel.DistributedDataParallel(model) if world > 1 else model,
               train_set, val_set, test_sets, amp_dtype, amp_reason, compile_reason,
               torch.amp.GradScaler(device.type) if amp_dtype == torch.float16 else None,
               optimizer, linear_schedule(optimizer, int(cfg.warmup_ratio * total_steps), total_steps),
-              word_grad, lengths, total_steps, None, TrainState(precision=precision.record()))
+              word_grad, lengths, labelled, total_steps, None, TrainState(precision=precision.record()))
     if cfg.resume:
-        saved = load_state(resumable_state(Path(cfg.resume)), model, optimizer, run.scheduler, run.scaler)
+        saved = load_state(resumable_state(Path(cfg.resume)), model, optimizer, run.scheduler, run.scaler, device,
+                           rank)
         run.state = TrainState.from_saved(saved)
         if run.is_main:
             print(f"resuming {cfg.resume} at epoch {run.state.epoch + 1}, step {run.state.step}")
@@ -137,18 +152,41 @@ def setup(cfg: TrainConfig) -> Run:
     return run
 
 
-def train_step(run: Run, global_batch: list[int], columns, collate) -> tuple[float, torch.Tensor]:
-    """One optimizer step on this process's share of a global batch: (loss, gradient norm)."""
-    cfg, state, device = run.cfg, run.state, run.device
+def shares(global_batch: list[int], world: int, grad_accum: int) -> list[list[list[int]]]:
+    """[process][micro-batch] -> sentence indices: how a global batch is cut."""
+    return [[mine[i::grad_accum] for i in range(grad_accum)] for mine in (global_batch[r::world] for r in range(world))]
+
+
+def padded_work(lengths: list[int], multiple: int | None) -> tuple[int, int, int]:
+    """(real tokens, padded positions, attention pairs) of one micro-batch from its sentence
+    lengths, padded as PaddingCollator pads it: to the longest, rounded up to `multiple`.
+    Each real token's query meets every one of the T padded positions."""
+    T = max(lengths)
+    if multiple:
+        T = -(-T // multiple) * multiple
+    return sum(lengths), len(lengths) * T, sum(lengths) * T
+
+
+def count_work(run: Run, global_batch: list[int], multiple: int | None) -> None:
+    """The global batch's tokens, padding and attention pairs, every process's share included."""
+    state = run.state
+    for micro in (m for share in shares(global_batch, run.world, run.cfg.grad_accum) for m in share):
+        tokens, padded, pairs = padded_work([run.lengths[i] for i in micro], multiple)
+        state.tokens += tokens
+        state.padded_tokens += padded
+        state.attention_pairs += pairs
+
+
+def train_step(run: Run, global_batch: list[int], columns, collate) -> Update:
+    """One optimizer step on this process's share of a global batch, or a skip when its loss
+    or gradient is not finite (then the schedule does not move either)."""
+    cfg, device = run.cfg, run.device
     input_ids, labels = columns
-    mine = global_batch[run.rank::run.world]
-    micro = [mine[i::cfg.grad_accum] for i in range(cfg.grad_accum)]
-    micro_batches = [collate([{"input_ids": input_ids[i], "labels": labels[i]} for i in m]) for m in micro]
+    micro_batches = [collate([{"input_ids": input_ids[i], "labels": labels[i]} for i in m])
+                     for m in shares(global_batch, run.world, cfg.grad_accum)[run.rank]]
     # Normalise by the labelled tokens of the whole global batch, so the gradient is the same
     # whatever the number of processes and micro-batches.
-    n_labelled = torch.tensor(float(sum(int((mb["labels"] != IGNORE).sum()) for mb in micro_batches)), device=device)
-    if run.world > 1:
-        dist.all_reduce(n_labelled)
+    n_labelled = float(sum(run.labelled[i] for i in global_batch))
     loss_total = torch.zeros((), device=device)
     for k, mb in enumerate(micro_batches):
         mb = {key: v.to(device, non_blocking=True) for key, v in mb.items()}
@@ -161,26 +199,17 @@ def train_step(run: Run, global_batch: list[int], columns, collate) -> tuple[flo
             loss = loss_sum * run.world / n_labelled
             (run.scaler.scale(loss) if run.scaler else loss).backward()
         loss_total += loss_sum.detach()
-        state.tokens += int(mb["attention_mask"].sum())
-        state.padded_tokens += mb["input_ids"].numel()
-        state.attention_pairs += attention_pairs(mb["attention_mask"])
+    count_work(run, global_batch, collate.multiple)
     if run.world > 1:
         dist.all_reduce(loss_total)
-    step_loss = (loss_total / n_labelled).item()
-    if not math.isfinite(step_loss):
-        raise RunError(f"loss is {step_loss} at step {state.step + 1} (epoch {state.epoch + 1}); stopped. "
-                       f"The last good checkpoint in {run.out} is kept; try a lower --lr or --amp off")
-    return step_loss, optimizer_step(run)
+    update = apply_gradients(run.model, run.optimizer, run.word_grad, run.scaler, cfg.max_grad_norm,
+                             loss_total / n_labelled)
+    if update.applied:
+        run.scheduler.step()
+    return update
 
 
-def optimizer_step(run: Run) -> torch.Tensor:
-    """Clip, step AdamW and the schedule, clear the gradients; returns the gradient norm."""
-    grad_norm = apply_gradients(run.model, run.optimizer, run.word_grad, run.scaler, run.cfg.max_grad_norm)
-    run.scheduler.step()
-    return grad_norm
-
-
-def train_epoch(run: Run, epoch: int) -> None:
+def train_epoch(run: Run, epoch: int, stop: StopSignals) -> None:
     cfg, state = run.cfg, run.state
     batches = epoch_batches(cfg, run.lengths, epoch, run.shares)
     columns = (list(run.train_set["input_ids"]), list(run.train_set["labels"]))  # read once: Arrow rows are slow
@@ -190,24 +219,34 @@ def train_epoch(run: Run, epoch: int) -> None:
                disable=not run.is_main or cfg.no_progress, dynamic_ncols=True)
     t_epoch = time.perf_counter()
     for b in range(state.batch, len(batches)):
-        step_loss, grad_norm = train_step(run, batches[b], columns, collate)
+        update = train_step(run, batches[b], columns, collate)
         state.step += 1
         state.batch = b + 1
         state.samples += len(batches[b])
         group = run.optimizer.param_groups[0]  # --lr on the schedule (a head's own group may scale it)
         lr = cfg.lr * group["lr"] / group["initial_lr"] if group["initial_lr"] else 0.0
         bar.update(1)
-        bar.set_postfix(loss=f"{step_loss:.4f}", lr=f"{lr:.2e}")
+        bar.set_postfix(loss=f"{update.loss:.4f}", lr=f"{lr:.2e}", **({"skipped": state.skipped_steps}
+                                                                       if state.skipped_steps else {}))
+        count_skip(run, update, epoch + b / len(batches))
         if state.step % cfg.logging_steps == 0:
-            run.log.write(type="train", step=state.step, epoch=epoch + b / len(batches), loss=step_loss,
-                          lr=lr, grad_norm=float(grad_norm))
-        if cfg.save_steps and state.step % cfg.save_steps == 0 and b + 1 < len(batches):
+            run.log.write(type="train", step=state.step, epoch=epoch + b / len(batches), loss=number(update.loss),
+                          lr=lr, grad_norm=number(update.grad_norm))
+        signum = stop.requested()
+        if signum or (cfg.save_steps and state.step % cfg.save_steps == 0 and b + 1 < len(batches)):
             state.train_seconds += time.perf_counter() - t_epoch
-            t_epoch = time.perf_counter()
-            if run.is_main:
-                run.save()
+            run.save()
+            if signum:
+                stop_here(run, stop, signum)
+            t_epoch = time.perf_counter()  # after the save: its time is not training time
     bar.close()
     state.train_seconds += time.perf_counter() - t_epoch
+
+
+def stop_here(run: Run, stop: StopSignals, signum: int) -> None:
+    """After rank 0 saved the state at this step boundary: every process stops."""
+    stop.barrier()
+    raise Interrupted(signum, run.state.step, run.out, run.cfg, run.is_main)
 
 
 def validate_and_checkpoint(run: Run, epoch: int) -> None:
@@ -229,24 +268,28 @@ def validate_and_checkpoint(run: Run, epoch: int) -> None:
     if val["f1"] > state.best_f1:
         state.best_f1, state.best_epoch = val["f1"], epoch + 1
     state.epoch, state.batch = epoch + 1, 0
-    if run.is_main:
-        run.save()
+    run.save()
     run.model.train()
 
 
 def train(cfg: TrainConfig) -> dict:
     run = setup(cfg)
-    if run.is_main:
-        source = cfg.train_file or " ".join(cfg.langs)
-        print(f"training on {len(run.train_set)} sentences ({source}), validating on "
-              f"{len(run.val_set)}; {run.total_steps} steps on {run.world} x {run.device}, amp {run.amp_dtype or 'off'}")
-        print(f"precision {run.amp_reason}; {run.compile_reason}")
-    for epoch in range(run.state.epoch, cfg.epochs):
-        train_epoch(run, epoch)
-        validate_and_checkpoint(run, epoch)
-    best = kept_model(run)
-    prior = fit_transitions(run, best)
-    results = finish(run, test_best(run, best), prior)
-    if run.world > 1:
-        dist.destroy_process_group()
-    return results
+    try:
+        if run.is_main:
+            source = cfg.train_file or " ".join(cfg.langs)
+            print(f"training on {len(run.train_set)} sentences ({source}), validating on "
+                  f"{len(run.val_set)}; {run.total_steps} steps on {run.world} x {run.device}, amp {run.amp_dtype or 'off'}")
+            print(f"precision {run.amp_reason}; {run.compile_reason}")
+        with StopSignals(run.world, run.is_main) as stop:
+            for epoch in range(run.state.epoch, cfg.epochs):
+                train_epoch(run, epoch, stop)
+                validate_and_checkpoint(run, epoch)  # saves the state
+                signum = stop.requested()
+                if signum:
+                    stop_here(run, stop, signum)
+        best = kept_model(run)
+        prior = fit_transitions(run, best)
+        return finish(run, test_best(run, best), prior)
+    finally:
+        if run.world > 1:
+            dist.destroy_process_group()

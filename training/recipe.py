@@ -1,8 +1,11 @@
 """What a run trains with, by the book's recipe: batches per epoch, AdamW's parameter groups, the
-linear learning-rate schedule, and one optimizer step (clip, AdamW, clear). The training loop and
-`benchmarks/throughput.py` both step through `apply_gradients`, so the benchmark times the
-loop's own update."""
+linear learning-rate schedule, and one optimizer step (clip, AdamW or a skip, clear). The
+training loop and `benchmarks/throughput.py` both step through `apply_gradients`, so the
+benchmark times the loop's own update."""
 from __future__ import annotations
+
+import math
+from typing import NamedTuple
 
 import torch
 
@@ -74,10 +77,23 @@ def linear_schedule(optimizer, warmup_steps: int, total_steps: int):
     return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
 
 
-def apply_gradients(model, optimizer, row_grad: RowSparseGrad | None, scaler, max_norm: float) -> torch.Tensor:
-    """After backward: clip the gradient norm, step the optimizer, clear the gradients; returns
-    the norm before clipping. With a row gradient, the embedding's share of the norm and the
-    update follow the touched rows alone."""
+class Update(NamedTuple):
+    """What one optimizer step read and did: the loss (when given) and the gradient norm before
+    clipping, and whether the weights were updated."""
+    loss: float | None
+    grad_norm: float
+    applied: bool
+
+
+def apply_gradients(model, optimizer, row_grad: RowSparseGrad | None, scaler, max_norm: float,
+                    loss: torch.Tensor | None = None) -> Update:
+    """After backward: clip the gradient norm, step the optimizer, clear the gradients. With a
+    row gradient, the embedding's share of the norm and the update follow the touched rows alone.
+
+    A step whose gradient norm (or `loss`) is not finite is skipped: no update, the gradients
+    cleared; under fp16 the scaler lowers its scale as on any overflow (its unscale_ found the
+    same inf or nan). The loss and the norm are read in one device-to-host copy: the one read a
+    step needs, to apply or skip."""
     if row_grad:
         row_grad.densify()
     if scaler:
@@ -86,12 +102,16 @@ def apply_gradients(model, optimizer, row_grad: RowSparseGrad | None, scaler, ma
         grad_norm = clip_grad_norm_rows(list(model.parameters()), row_grad, max_norm)
     else:
         grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), max_norm)
-    if scaler:
+    read = [grad_norm.detach().float()] + ([loss.detach().float().to(grad_norm.device)] if loss is not None else [])
+    values = torch.stack(read).tolist()
+    applied = all(math.isfinite(v) for v in values)
+    if applied and scaler:
         scaler.step(optimizer)
-        scaler.update()
-    else:
+    elif applied:
         optimizer.step()
+    if scaler:
+        scaler.update()
     optimizer.zero_grad(set_to_none=True)
     if row_grad:
         row_grad.clear()
-    return grad_norm
+    return Update(values[1] if loss is not None else None, values[0], applied)
