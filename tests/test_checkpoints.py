@@ -259,9 +259,6 @@ def test_a_checkpoint_without_a_head_is_no_tagger(spm_path, small_panx, tmp_path
                           "--full-splits"]) == 1
 
 
-@pytest.mark.xfail(strict=True, reason="training/state.py's load_state loads last/model.safetensors with torch's "
-                                       "load_state_dict, whose RuntimeError ends the run with a traceback; calling "
-                                       "xlmr.weights.check_tensors(model, tensors, folder) there first makes it this refusal")
 def test_resuming_a_run_whose_saved_weights_do_not_match_is_refused(tiny, small_panx, resumable_run, tmp_path, capsys):
     import shutil
 

@@ -14,6 +14,7 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from xlmr.atomic import whole_folder, write_atomic, write_folder_atomic, write_text_atomic
+from xlmr.weights import check_tensors
 
 from .config import RunError
 
@@ -85,7 +86,9 @@ def load_state(folder: Path, model, optimizer, scheduler, scaler, device: torch.
     names cuda:0)."""
     if not (folder / "state.json").is_file():
         raise RunError(f"nothing to resume in {folder}: no state.json (was the run saved?)")
-    model.load_state_dict(load_file(folder / "model.safetensors"))
+    tensors = load_file(folder / "model.safetensors")
+    check_tensors(model, tensors, folder)  # another --model than the run's: the keys named, not torch's traceback
+    model.load_state_dict(tensors)
     # Our own file: the RNG states are not tensors only, so weights_only cannot read it.
     saved = torch.load(folder / "optimizer.pt", map_location=device, weights_only=False)
     optimizer.load_state_dict(saved["optimizer"])
