@@ -52,7 +52,10 @@ def recorded_source(cfg: TrainConfig) -> dict:
     """The teacher's source data flags: those its results.json recorded, each replaced by this
     run's flag where the run sets it off its default."""
     results = Path(cfg.teacher) / "results.json"
-    recorded = json.loads(results.read_text())["config"] if results.is_file() else {}
+    try:
+        recorded = json.loads(results.read_text())["config"] if results.is_file() else {}
+    except (ValueError, KeyError) as e:
+        raise RunError(f"{results}: not a run's results.json ({e}); cannot tell the teacher's source data") from None
     defaults = {f.name: default_of(f) for f in fields(TrainConfig)}
     return {name: recorded[name] if name in recorded and getattr(cfg, name) == defaults[name] else getattr(cfg, name)
             for name in SOURCE_FLAGS}

@@ -95,7 +95,7 @@ class TrainConfig:
                             choices=UNSPACED)
     logging_steps: int = setting(50, "a metrics.jsonl line every N steps")
     peak_tflops: float | None = setting(None, "device peak, to report model FLOPs utilisation")
-    adapt_sentences: int = setting(1000, "with --teacher: sentences drawn from each unlabeled file (seeded), so one "
+    adapt_sentences: int = setting(500, "with --teacher: sentences drawn from each unlabeled file (seeded), so one "
                                    "large file cannot drown the other languages; 0 = all")
     adapt_min_confidence: float = setting(0.0, "with --teacher: train on a sentence only if the teacher gives each "
                                           "of its words' tags at least this probability")
