@@ -193,6 +193,8 @@ def parse_args(argv=None):
     p.add_argument("--rounds", type=int, default=2)
     p.add_argument("--output-dir", type=Path, default=Path("runs/throughput"))
     p.add_argument("--quick-peak", action="store_true", help="a small matmul for the peak (a check, not a figure)")
+    p.add_argument("--cpu-time", action="store_true", help="CPU seconds of this process instead of wall time "
+                   "(CPUs; for comparing code on a machine others load: tokens/s are then per CPU second)")
     args = p.parse_args(argv)
     if args.no_grid and not args.data_dir:
         p.error("--no-grid leaves no cells without --data-dir")
@@ -206,8 +208,11 @@ def parse_args(argv=None):
 
 
 def main(argv=None) -> int:
+    global clock
     args = parse_args(argv)
     device = torch.device(args.device)
+    if args.cpu_time:
+        clock = time.process_time
     record = provenance(__file__, sys.argv[1:] if argv is None else argv, device)
     precisions = args.precisions or supported_precisions(device)
     info = machine(device, precisions, quick=args.quick_peak)

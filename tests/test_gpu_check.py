@@ -104,3 +104,27 @@ def test_the_quick_check_runs_on_a_cpu(spm_path, panx_dir, tmp_path):
     md = (out / "gpu_check.md").read_text()
     assert md.startswith("Measured ") and "Command: `python -m benchmarks.gpu_check --device cpu --quick" in md
     assert (Path(out) / "train" / "results.json").is_file()
+
+
+def test_model_ab_loads_another_checkout_as_its_own_package():
+    """benchmarks/model_ab.py on this very checkout as the "other": a class of its own (not
+    xlmr.model's), which with the same weights gives the same logits."""
+    import torch
+
+    from benchmarks.model_ab import other_model_class
+    from xlmr.config import XLMRConfig
+    from xlmr.model import XLMRForTokenClassification
+
+    root = Path(__file__).resolve().parents[1]
+    cls, config_cls = other_model_class(root, "xlmr_again")
+    assert cls is not XLMRForTokenClassification and cls.__module__ == "xlmr_again.model"
+    spec = {"model_type": "xlm-roberta", "vocab_size": 50, "hidden_size": 16, "num_hidden_layers": 1,
+            "num_attention_heads": 2, "intermediate_size": 16, "id2label": {0: "O", 1: "B-PER"}}
+    ours = XLMRForTokenClassification(XLMRConfig.from_dict(spec)).eval()
+    other = cls(config_cls.from_dict(spec)).eval()
+    other.load_state_dict(ours.state_dict())
+    ids = torch.tensor([[0, 7, 9, 2], [0, 8, 2, 1]])
+    with torch.no_grad():
+        assert torch.equal(ours(ids)[0], other(ids)[0])
+    with pytest.raises(FileNotFoundError, match="no xlmr/model.py"):
+        other_model_class(root / "docs")
