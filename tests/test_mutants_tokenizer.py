@@ -63,3 +63,22 @@ def test_skin_tone_modifiers_and_their_neighbours():
                               (0x1F3FF, "EMOJI MODIFIER FITZPATRICK TYPE-6", True), (0x1F400, "RAT", False)]:
         assert unicodedata.name(chr(code)) == name
         assert len(scan("\U0001F44D" + chr(code))[0]) == (1 if joins else 2), name
+
+
+def test_character_classes_and_per_character_words_by_hand():
+    from xlmr.words import OTHER, SKIP, SPACE, WORD
+
+    assert [char_class(c) for c in "a\u0301 \t\u3000\u200b!北ก_"] == [
+        WORD, WORD, SPACE, SPACE, SPACE, SKIP, OTHER, SINGLE, SPACELESS, WORD]
+    assert per_character("北京") and per_character("ソニー")
+    assert not per_character("") and not per_character("北a") and not per_character("a北")
+
+
+def test_controls_that_are_spaces_and_zero_width_joiners_at_the_edges():
+    # A tab and a newline are spaces (str.isspace), though their category is Cc, not Z*.
+    assert scan("a\tb\nc") == ([(0, 1), (2, 3), (4, 5)], [])
+    # A zero-width joiner joins two non-space characters; at the end of the text, or before a
+    # space, it joins nothing and is skipped.
+    assert scan("a\u200db") == ([(0, 3)], [])
+    assert scan("a\u200d") == ([(0, 1)], [(1, 2)])
+    assert scan("a\u200d b") == ([(0, 1), (3, 4)], [(1, 2)])
