@@ -82,3 +82,11 @@ def test_controls_that_are_spaces_and_zero_width_joiners_at_the_edges():
     assert scan("a\u200db") == ([(0, 3)], [])
     assert scan("a\u200d") == ([(0, 1)], [(1, 2)])
     assert scan("a\u200d b") == ([(0, 1), (3, 4)], [(1, 2)])
+
+
+def test_a_joiner_after_a_segmented_piece_extends_that_piece():
+    # Thai cut by a segmenter into ก | ข; a zero-width joiner and x after the run join the last
+    # piece (the joiner is inside the word, not skipped). Words before it stay as they were.
+    segment = lambda run: [(i, i + 1) for i in range(len(run))]  # noqa: E731  one piece per character
+    assert scan("กข\u200dx", segment) == ([(0, 1), (1, 4)], [])
+    assert scan("a กข\u200dx", segment) == ([(0, 1), (2, 3), (3, 6)], [])
