@@ -32,6 +32,7 @@ class Mutant:
     line: int  # first and last line of the changed expression or statement
     end_line: int
     scope: str  # "Class.method", "function" or "<module>"
+    statement: tuple[int, int]  # lines of the statement it is in (a compound one: its first line only)
     kind: str
     original: str
     mutated: str
@@ -129,6 +130,7 @@ class _Sites(ast.NodeTransformer):
         self.found: list[Mutant] = []
         self.scope: list[str] = []
         self.bound: list[set[str]] = [set()]
+        self.statements: list[tuple[int, int]] = []
         self.applied = False
 
     def _in_scope(self) -> bool:
@@ -141,8 +143,9 @@ class _Sites(ast.NodeTransformer):
             if len(self.found) == self.target:
                 self.applied = True
                 return ast.fix_missing_locations(ast.copy_location(new, node))
+            statement = self.statements[-1] if self.statements else (node.lineno, node.lineno)
             self.found.append(Mutant(len(self.found), node.lineno, node.end_lineno or node.lineno,
-                                     ".".join(self.scope) or "<module>", kind,
+                                     ".".join(self.scope) or "<module>", statement, kind,
                                      " ".join(original.split())[:120], " ".join(ast.unparse(new).split())[:120]))
         return None
 
@@ -190,7 +193,13 @@ class _Sites(ast.NodeTransformer):
             replaced = self._offer(node, statement_mutants(node, self.bound[-1]) if in_function else [])
             if replaced is not None:
                 return replaced
+            # A line event of a multi-line statement may come from its first line only (a tuple of
+            # constants is one load): the runner counts the statement's lines as the mutant's.
+            compound = isinstance(node, (ast.If, ast.For, ast.While, ast.With, ast.Try, ast.FunctionDef,
+                                         ast.AsyncFunctionDef, ast.ClassDef, ast.AsyncFor, ast.AsyncWith))
+            self.statements.append((node.lineno, node.lineno if compound else node.end_lineno))
             result = self.visit(node)
+            self.statements.pop()
             self.bound[-1] |= _names_stored(node) if not isinstance(node, ast.FunctionDef) else {node.name}
             return result
         return self.visit(node)

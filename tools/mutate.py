@@ -48,24 +48,23 @@ class Target:
     scopes: tuple[str, ...] | None = None  # only mutate inside these functions ("Class.method")
 
 
-TARGETS = {
-    "xlmr/alignment.py": Target(("tests/test_alignment.py", "tests/test_unspaced.py", "tests/test_align_batching.py",
-                                 "tests/test_tagger.py", "tests/test_mutants_alignment.py")),
-    "loaders/align.py": Target(("tests/test_align_batching.py", "tests/test_unspaced.py",
-                                "tests/test_mutants_alignment.py")),
-    "xlmr/decoding.py": Target(("tests/test_decoding.py", "tests/test_alignment.py", "tests/test_crf.py",
-                                "tests/test_mutants_decoding.py")),
-    "xlmr/entities.py": Target(("tests/test_alignment.py", "tests/test_words.py", "tests/test_mutants_decoding.py")),
+TARGETS = {  # each module's test files; the small tests/test_mutants_*.py first, as they kill fastest
+    "xlmr/alignment.py": Target(("tests/test_mutants_alignment.py", "tests/test_alignment.py", "tests/test_unspaced.py",
+                                 "tests/test_align_batching.py", "tests/test_tagger.py")),
+    "loaders/align.py": Target(("tests/test_mutants_alignment.py", "tests/test_align_batching.py",
+                                "tests/test_unspaced.py")),
+    "xlmr/decoding.py": Target(("tests/test_mutants_decoding.py", "tests/test_decoding.py", "tests/test_alignment.py",
+                                "tests/test_crf.py")),
+    "xlmr/entities.py": Target(("tests/test_mutants_decoding.py", "tests/test_alignment.py", "tests/test_words.py")),
     "evaluation/scoring.py": Target(("tests/test_mutants_scoring.py", "tests/test_eval.py", "tests/test_sweep.py")),
-    "loaders/collate.py": Target(("tests/test_align_batching.py", "tests/test_mutants_batches.py")),
-    "loaders/batching.py": Target(("tests/test_align_batching.py", "tests/test_mutants_batches.py")),
-    "xlmr/tokenizer.py": Target(("tests/test_tokenizer.py", "tests/test_unspaced.py", "tests/test_alignment.py",
-                                 "tests/test_align_batching.py", "tests/test_words.py",
-                                 "tests/test_mutants_tokenizer.py")),
-    "xlmr/words.py": Target(("tests/test_words.py", "tests/test_mutants_tokenizer.py")),
-    "xlmr/model.py": Target(("tests/test_decoding.py", "tests/test_crf.py", "tests/test_mutants_loss.py"),
+    "loaders/collate.py": Target(("tests/test_mutants_batches.py", "tests/test_align_batching.py")),
+    "loaders/batching.py": Target(("tests/test_mutants_batches.py", "tests/test_align_batching.py")),
+    "xlmr/tokenizer.py": Target(("tests/test_mutants_tokenizer.py", "tests/test_tokenizer.py", "tests/test_unspaced.py",
+                                 "tests/test_alignment.py", "tests/test_align_batching.py", "tests/test_words.py")),
+    "xlmr/words.py": Target(("tests/test_mutants_tokenizer.py", "tests/test_words.py")),
+    "xlmr/model.py": Target(("tests/test_mutants_loss.py", "tests/test_decoding.py", "tests/test_crf.py"),
                             scopes=("cross_entropy", "XLMRForTokenClassification.loss")),
-    "xlmr/crf.py": Target(("tests/test_crf.py", "tests/test_mutants_loss.py")),
+    "xlmr/crf.py": Target(("tests/test_mutants_loss.py", "tests/test_crf.py")),
 }
 
 
@@ -104,8 +103,9 @@ def latest(module: str) -> dict[int, dict]:
 def first_pass(module: str) -> dict[int, dict]:
     """Each mutant's result against the tests that existed before tests/test_mutants_*.py: its first
     run (a time-out rerun with `--timeouts` under the later, generous limit replacing a time-out),
-    a kill by one of those new files counted as a survivor. They run last in every target, with -x,
-    so such a kill means every older test had passed."""
+    a kill by one of those new files counted as a survivor. That pass was made while they were
+    being written, listed last in every target (run with -x), so such a kill means every older
+    test had passed. A pass from scratch runs them first: --before then means nothing."""
     source_hash = hashlib.sha1((ROOT / module).read_bytes()).hexdigest()[:12]
     out = {}
     for r in read_results(module):

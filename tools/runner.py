@@ -217,10 +217,10 @@ class Baseline:
                       for t in self.order}
         self.overhead = max(wall - sum(self.durations.values()), 2.0)
 
-    def tests_for(self, first: int, last: int) -> list[str] | None:
-        """The tests that execute a line in [first, last]; None when one of them runs at import
-        (every test depends on it)."""
-        span = set(range(first, last + 1))
+    def tests_for(self, lines: set[int]) -> list[str] | None:
+        """The tests that execute one of `lines`; None when one of them runs at import (every
+        test depends on it)."""
+        span = lines
         if span & self.at_import:
             return None
         return [t for t in self.order if span & self.lines[t]]
@@ -267,7 +267,8 @@ def run_mutant(root: Path, module: str, source: str, mutant, scopes, tests: list
     except (SyntaxError, ValueError) as e:
         return {"status": "invalid", "by": str(e)}
     name = module[:-3].replace("/", ".")
-    selected = base.tests_for(mutant.line, mutant.end_line)
+    selected = base.tests_for(set(range(mutant.line, mutant.end_line + 1))
+                              | set(range(mutant.statement[0], mutant.statement[1] + 1)))
     if selected == []:
         return {"status": "not reached", "ran": 0}
     chosen = base.order if selected is None else selected

@@ -1,0 +1,92 @@
+"""Words and the tokenizer at their edges, worked by hand: the first and last character of every
+script range in xlmr/words.py and its assigned neighbours outside it (each checked against its
+Unicode name), and the tokenizer cases the PAN-X parity sample does not reach. Written for the
+mutants the older tests let through (docs/testing.md)."""
+from __future__ import annotations
+
+import unicodedata
+
+import pytest
+
+from xlmr.words import SINGLE, SPACELESS, char_class, per_character, scan
+
+# (code point, its Unicode name, whether PAN-X writes it one word per character). Inside: the
+# ranges' first and last characters; outside: the assigned characters next to them. Unassigned
+# neighbours are left out (a range's edge there decides nothing a text can hold).
+PER_CHARACTER_EDGES = [
+    (0x3004, "JAPANESE INDUSTRIAL STANDARD SYMBOL", False), (0x3005, "IDEOGRAPHIC ITERATION MARK", True),
+    (0x3007, "IDEOGRAPHIC NUMBER ZERO", True), (0x3008, "LEFT ANGLE BRACKET", False),
+    (0x3020, "POSTAL MARK FACE", False), (0x3021, "HANGZHOU NUMERAL ONE", True),
+    (0x3029, "HANGZHOU NUMERAL NINE", True), (0x302A, "IDEOGRAPHIC LEVEL TONE MARK", False),
+    (0x303B, "VERTICAL IDEOGRAPHIC ITERATION MARK", True), (0x303C, "MASU MARK", True),
+    (0x303D, "PART ALTERNATION MARK", False), (0x303F, "IDEOGRAPHIC HALF FILL SPACE", False),
+    (0x3041, "HIRAGANA LETTER SMALL A", True), (0x309F, "HIRAGANA DIGRAPH YORI", True),
+    (0x30A0, "KATAKANA-HIRAGANA DOUBLE HYPHEN", True), (0x30FF, "KATAKANA DIGRAPH KOTO", True),
+    (0x31F0, "KATAKANA LETTER SMALL KU", True), (0x31FF, "KATAKANA LETTER SMALL RO", True),
+    (0x3200, "PARENTHESIZED HANGUL KIYEOK", False), (0x33FF, "SQUARE GAL", False),
+    (0x3400, "CJK UNIFIED IDEOGRAPH-3400", True), (0x4DBF, "CJK UNIFIED IDEOGRAPH-4DBF", True),
+    (0x4DC0, "HEXAGRAM FOR THE CREATIVE HEAVEN", False), (0x4DFF, "HEXAGRAM FOR BEFORE COMPLETION", False),
+    (0x4E00, "CJK UNIFIED IDEOGRAPH-4E00", True), (0x9FFF, "CJK UNIFIED IDEOGRAPH-9FFF", True),
+    (0xA000, "YI SYLLABLE IT", False), (0xF900, "CJK COMPATIBILITY IDEOGRAPH-F900", True),
+    (0xFB00, "LATIN SMALL LIGATURE FF", False), (0xFF65, "HALFWIDTH KATAKANA MIDDLE DOT", False),
+    (0xFF66, "HALFWIDTH KATAKANA LETTER WO", True), (0xFF9F, "HALFWIDTH KATAKANA SEMI-VOICED SOUND MARK", True),
+    (0xFFA0, "HALFWIDTH HANGUL FILLER", False), (0x20000, "CJK UNIFIED IDEOGRAPH-20000", True),
+]
+SPACELESS_EDGES = [  # Thai, Lao, Khmer and Khmer symbols: cut by SentencePiece, not per character
+    (0x0E01, "THAI CHARACTER KO KAI", True), (0x0E81, "LAO LETTER KO", True), (0x0F00, "TIBETAN SYLLABLE OM", False),
+    (0x1780, "KHMER LETTER KA", True), (0x1800, "MONGOLIAN BIRGA", False), (0x19DF, "NEW TAI LUE SIGN LAEV", False),
+    (0x19E0, "KHMER SYMBOL PATHAMASAT", True), (0x19FF, "KHMER SYMBOL DAP-PRAM ROC", True),
+    (0x1A00, "BUGINESE LETTER KA", False),
+]
+
+
+@pytest.mark.parametrize("code, name, inside", PER_CHARACTER_EDGES, ids=[f"{c:04X}" for c, _, _ in PER_CHARACTER_EDGES])
+def test_the_edges_of_the_per_character_scripts(code, name, inside):
+    c = chr(code)
+    assert unicodedata.name(c) == name
+    assert per_character(c) == inside and (char_class(c) == SINGLE) == inside
+    if inside:  # in a text, a run of them is one word per character
+        assert scan(c * 3)[0] == [(0, 1), (1, 2), (2, 3)]
+
+
+@pytest.mark.parametrize("code, name, inside", SPACELESS_EDGES, ids=[f"{c:04X}" for c, _, _ in SPACELESS_EDGES])
+def test_the_edges_of_the_scripts_written_without_spaces(code, name, inside):
+    c = chr(code)
+    assert unicodedata.name(c) == name
+    assert (char_class(c) == SPACELESS) == inside
+
+
+def test_skin_tone_modifiers_and_their_neighbours():
+    # U+1F3FB..U+1F3FF modify the emoji before them (one word); U+1F3FA AMPHORA and U+1F400 RAT
+    # are emoji of their own (two words).
+    for code, name, joins in [(0x1F3FA, "AMPHORA", False), (0x1F3FB, "EMOJI MODIFIER FITZPATRICK TYPE-1-2", True),
+                              (0x1F3FF, "EMOJI MODIFIER FITZPATRICK TYPE-6", True), (0x1F400, "RAT", False)]:
+        assert unicodedata.name(chr(code)) == name
+        assert len(scan("\U0001F44D" + chr(code))[0]) == (1 if joins else 2), name
+
+
+def test_character_classes_and_per_character_words_by_hand():
+    from xlmr.words import OTHER, SKIP, SPACE, WORD
+
+    assert [char_class(c) for c in "a\u0301 \t\u3000\u200b!北ก_"] == [
+        WORD, WORD, SPACE, SPACE, SPACE, SKIP, OTHER, SINGLE, SPACELESS, WORD]
+    assert per_character("北京") and per_character("ソニー")
+    assert not per_character("") and not per_character("北a") and not per_character("a北")
+
+
+def test_controls_that_are_spaces_and_zero_width_joiners_at_the_edges():
+    # A tab and a newline are spaces (str.isspace), though their category is Cc, not Z*.
+    assert scan("a\tb\nc") == ([(0, 1), (2, 3), (4, 5)], [])
+    # A zero-width joiner joins two non-space characters; at the end of the text, or before a
+    # space, it joins nothing and is skipped.
+    assert scan("a\u200db") == ([(0, 3)], [])
+    assert scan("a\u200d") == ([(0, 1)], [(1, 2)])
+    assert scan("a\u200d b") == ([(0, 1), (3, 4)], [(1, 2)])
+
+
+def test_a_joiner_after_a_segmented_piece_extends_that_piece():
+    # Thai cut by a segmenter into ก | ข; a zero-width joiner and x after the run join the last
+    # piece (the joiner is inside the word, not skipped). Words before it stay as they were.
+    segment = lambda run: [(i, i + 1) for i in range(len(run))]  # noqa: E731  one piece per character
+    assert scan("กข\u200dx", segment) == ([(0, 1), (1, 4)], [])
+    assert scan("a กข\u200dx", segment) == ([(0, 1), (2, 3), (3, 6)], [])
