@@ -22,7 +22,7 @@ def test_auto_is_fp32_on_a_cpu_without_native_bf16(monkeypatch):
     monkeypatch.setattr(precision, "cpu_capability",
                         lambda: {"avx2": True, "avx512": False, "avx512_bf16": False, "amx": False})
     probed = []
-    monkeypatch.setattr(precision, "matmul_gflops", lambda dtype, **kw: probed.append(dtype) or 100.0)
+    monkeypatch.setattr(precision, "probe_rates", lambda dtypes, **kw: probed.extend(dtypes) or dict.fromkeys(dtypes, 100.0))
     dtype, why = precision.choose("auto", torch.device("cpu"))
     assert dtype is None and "no native bf16" in why
     assert probed == []  # the (slow, emulated) bf16 probe is not even run
@@ -38,7 +38,7 @@ def test_auto_takes_bf16_only_above_1_2x_fp32(monkeypatch, bf16, expected):
     1.2x as fast, fp32 up to there, and the figures in the reason as measured."""
     monkeypatch.setattr(precision, "cpu_capability", lambda: NATIVE)
     speeds = {torch.float32: 100.0, torch.bfloat16: bf16}
-    monkeypatch.setattr(precision, "matmul_gflops", lambda dtype, **kw: speeds[dtype])
+    monkeypatch.setattr(precision, "probe_rates", lambda dtypes, **kw: {d: speeds[d] for d in dtypes})
     dtype, why = precision.choose("auto", torch.device("cpu"))
     assert dtype == expected, why
     assert f"probe: bf16 {bf16:.0f} GFLOP/s, fp32 100" in why
@@ -51,6 +51,28 @@ def test_the_probe_counts_two_n_cubed_flops_over_its_quickest_product(monkeypatc
     ticks = iter([0.0, 0.004, 1.0, 1.002, 2.0, 2.003])
     monkeypatch.setattr(precision.time, "perf_counter", lambda: next(ticks))
     assert precision.matmul_gflops(torch.float32, n=64, repeats=3) == pytest.approx(2 * 64**3 / 0.002 / 1e9)
+
+
+def test_the_probe_takes_the_two_precisions_in_turn(monkeypatch):
+    """A busy spell must slow both precisions alike: the products alternate fp32, bf16, fp32, ...
+    (after one warm-up each), and each dtype keeps its own quickest. Against a clock under which
+    every bf16 product but the last is slowed 10x, bf16 still reads its quick one."""
+    order = []
+    real_matmul = torch.Tensor.__matmul__
+    monkeypatch.setattr(torch.Tensor, "__matmul__", lambda a, b: order.append(a.dtype) or real_matmul(a, b))
+    durations = iter([0.001, 0.010, 0.001, 0.010, 0.001, 0.0005])  # fp32, bf16, fp32, bf16, fp32, bf16
+    clock = [0.0]
+
+    def tick():
+        clock[0] += next(durations) if tick.started else 0.0
+        tick.started = not tick.started
+        return clock[0]
+    tick.started = False
+    monkeypatch.setattr(precision.time, "perf_counter", tick)
+    rates = precision.probe_rates((torch.float32, torch.bfloat16), n=16, rounds=3)
+    assert order == [torch.float32, torch.bfloat16] * 4  # one warm-up each, then three rounds in turn
+    assert rates[torch.float32] == pytest.approx(2 * 16**3 / 0.001 / 1e9)
+    assert rates[torch.bfloat16] == pytest.approx(2 * 16**3 / 0.0005 / 1e9)
 
 
 def test_the_decision_on_this_machine_follows_its_own_measurement():
