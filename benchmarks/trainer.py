@@ -1,7 +1,7 @@
 """The training loop against what a user would pick instead: transformers' Trainer, tuned.
 
-    python ../shared/models/multilingual-e5-small-q4/build_hf_checkpoint.py /tmp/e5-hf
-    python -m benchmarks.trainer --hf-model /tmp/e5-hf --data-dir ../shared/data/panx --steps 60 --rounds 2
+    python ../shared/models/multilingual-e5-small-q4/build_hf_checkpoint.py runs/e5-hf
+    python -m benchmarks.trainer --hf-model runs/e5-hf --data-dir ../shared/data/panx --steps 60 --rounds 2
 
 Both train e5-small on the same German Swiss-mix sentences, batches of 24, the book's learning
 rate and weight decay, for `--steps` optimizer steps. The Trainer gets every speed flag a user
@@ -10,7 +10,7 @@ CPU runs it natively (AVX-512 BF16 or AMX; on other CPUs bf16 autocast is ~100x 
 fp32, so a user would not set it). Ours runs with its defaults (`--amp auto`). The runs
 alternate, `--rounds` of each, and the best of each counts: samples/s over the training steps,
 as each reports it (the Trainer's `train_samples_per_second`, our `results.json` throughput).
-Needs the test extra (transformers) and `accelerate`, which the Trainer requires.
+Needs the `bench` extra (`pip install -e .[bench]`: transformers and accelerate, which the Trainer requires).
 """
 from __future__ import annotations
 
