@@ -28,10 +28,11 @@ from loaders.conll import NerDataError
 from runtime.compile import compile_if_chosen
 from runtime.devices import process_device
 from runtime.inference import ready_for_inference
+from xlmr.atomic import WriteError
 from xlmr.weights import CheckpointError
 
 COMMANDS = ("test", "tag", "errors", "experiments", "sweep", "serve")
-ERRORS = (CheckpointError, NerDataError, FileNotFoundError, ValueError, RuntimeError)
+ERRORS = (CheckpointError, NerDataError, FileNotFoundError, ValueError, RuntimeError, WriteError)
 
 
 def load_for_cli(args, model_dir: str | None = None):

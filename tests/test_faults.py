@@ -171,6 +171,24 @@ def test_a_full_disk_while_writing_results_json_keeps_the_previous_one(tiny, sma
     assert left_behind(out) == []
 
 
+def test_a_full_disk_while_eval_writes_its_results_is_one_clear_error(tiny, small_panx, tmp_path, monkeypatch,
+                                                                       capsys):
+    """eval.py test --output on a disk that fills: exit 1 with the file and the reason, no traceback,
+    and the earlier results file unchanged."""
+    import eval as ev
+
+    target = tmp_path / "test.json"
+    write_text_atomic(target, '{"from": "an earlier run"}')
+    real = Path.write_text
+    monkeypatch.setattr(Path, "write_text", lambda p, text, **kw: half_then_full(text.encode(), p)
+                        if p.name == "test.tmp.json" else real(p, text, **kw))
+    rc = ev.main(["test", "--model", str(tiny), "--data-dir", str(small_panx), "--langs", "de", "--amp", "off",
+                  "--output", str(target)])
+    assert rc == 1
+    assert f"error: could not write {target}: No space left on device" in capsys.readouterr().err
+    assert json.loads(target.read_text()) == {"from": "an earlier run"}
+
+
 # ---------------------------------------------------------------------------------------------
 # A step whose loss or gradient is not finite
 
