@@ -14,6 +14,7 @@ import torch.nn.functional as F
 from .config import XLMRConfig
 from .crf import HEADS, LinearChainCRF, labelled_positions
 from .decoding import IGNORE_INDEX, TagDecoder, TransitionPrior
+from .dropout import Dropout, dropout
 from .packing import RealTokens, jagged_attention
 
 
@@ -46,7 +47,7 @@ class Embeddings(nn.Module):
         )
         self.token_type = nn.Embedding(config.type_vocab_size, config.hidden_size)
         self.norm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
-        self.dropout = nn.Dropout(config.hidden_dropout_prob)
+        self.dropout = Dropout(config.hidden_dropout_prob)
 
     def forward(self, input_ids: torch.Tensor, token_type_ids: torch.Tensor | None = None) -> torch.Tensor:
         # Checked on the shape, not the values, so that no device sync is needed.
@@ -114,11 +115,13 @@ class SelfAttention(nn.Module):
             q, k, v = real.pad(q), real.pad(k), real.pad(v)  # 3 x (B, T, H)
         B, T, H = q.shape
         q, k, v = (t.view(B, T, self.nh, self.hs).transpose(1, 2) for t in (q, k, v))  # (B, nh, T, hs)
-        if self.manual or T <= self.matmul_attention_up_to:
+        # Training on a CPU spells attention out too: the fused kernel has no dropout there and
+        # falls back to these same products, with dropout's slower draws (xlmr/dropout.py).
+        if self.manual or T <= self.matmul_attention_up_to or (p > 0 and q.device.type == "cpu"):
             scores = (q @ k.transpose(-2, -1)) / math.sqrt(self.hs)  # (B, nh, T, T)
             if key_mask is not None:
                 scores = scores.masked_fill(~key_mask, torch.finfo(scores.dtype).min)
-            weights = F.dropout(scores.softmax(dim=-1), p=p, training=self.training)
+            weights = dropout(scores.softmax(dim=-1), p, self.training)
             y = weights @ v  # (B, nh, T, hs)
         else:
             y = F.scaled_dot_product_attention(q, k, v, attn_mask=key_mask, dropout_p=p)
@@ -148,7 +151,7 @@ class EncoderLayer(nn.Module):
         self.attn_norm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
         self.mlp = FeedForward(config)
         self.mlp_norm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
-        self.dropout = nn.Dropout(config.hidden_dropout_prob)
+        self.dropout = Dropout(config.hidden_dropout_prob)
 
     def forward(self, x: torch.Tensor, key_mask: torch.Tensor | None, real: RealTokens | None = None,
                 jagged: bool = False) -> torch.Tensor:
@@ -210,7 +213,7 @@ class XLMRForTokenClassification(nn.Module):
         super().__init__()
         self.config = config
         self.encoder = XLMRModel(config, manual_attention)
-        self.dropout = nn.Dropout(config.head_dropout)
+        self.dropout = Dropout(config.head_dropout)
         self.classifier = nn.Linear(config.hidden_size, config.num_labels)
         self.crf = LinearChainCRF(config.num_labels) if config.head == "crf" else None
         self._decoder, self._prior_source = None, None  # decode's TagDecoder and the prior it was built from
