@@ -44,8 +44,10 @@ def load_for_cli(args, model_dir: str | None = None):
     model_dir, device = model_dir or args.model, torch.device(args.device)
     tokenizer = XLMRTokenizer(Path(model_dir) / "sentencepiece.bpe.model")
     model = load_model(model_dir, for_inference=True)  # a checkpoint without its head is no tagger: refused
-    model, amp, _ = ready_for_inference(model, device, args.amp, getattr(args, "quantize", "off"), tokenizer)
-    compile_if_chosen(model, getattr(args, "compile", "off"), device)
+    compile_choice = getattr(args, "compile", "off")
+    model, amp, _ = ready_for_inference(model, device, args.amp, getattr(args, "quantize", "off"), tokenizer,
+                                        prepack=compile_choice != "on")
+    compile_if_chosen(model, compile_choice, device)
     return model, tokenizer, device, amp
 
 
