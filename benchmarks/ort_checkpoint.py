@@ -5,7 +5,8 @@
 
 What a user choosing a CPU runtime compares, on the weights they trained (throughput.py uses
 random weights, whose activations have none of the outlier channels that make int8 hard):
-- ours fp32 and ours `--quantize int8` (runtime/quantize.py, calibrated on its own sentences);
+- ours fp32 as `eval.py --amp off` runs it and ours `--quantize int8` (runtime/quantize.py, calibrated on its own sentences),
+  and, where `--amp auto` chooses bf16, ours at that precision (`ours-auto`, against ORT int8);
 - ONNX Runtime on our ONNX export, fp32, and int8 from ONNX Runtime's `quantize_dynamic`
   (QInt8 weights, its defaults), all graph optimisations on, as many threads as torch.
 Speed: the first `--sentences` German test sentences (<= 128 tokens), sorted by length, in
@@ -31,6 +32,7 @@ from evaluation.predict import evaluate
 from loaders.align import encode_ner
 from loaders.panx import panx_splits
 from runtime.inference import ready_for_inference
+from runtime.precision import autocast_for
 from xlmr.tokenizer import XLMRTokenizer
 from xlmr.weights import load_model
 
@@ -42,15 +44,41 @@ class OrtModel(torch.nn.Module):
         super().__init__()
         self.session, self.config, self._ours = session, ours.config, ours
 
-    def forward(self, input_ids, attention_mask=None, *rest):
+    def forward(self, input_ids, attention_mask=None, *rest, **_):  # lengths: ONNX Runtime reads the mask
         feed = {"input_ids": input_ids.numpy(), "attention_mask": attention_mask.long().numpy()}
         return torch.from_numpy(self.session.run(["logits"], feed)[0]), None
+
+    @property
+    def encoder(self):  # evaluation asks whether its layers are compiled (they are not: ONNX Runtime runs them)
+        return self._ours.encoder
 
     def loss(self, *args, **kwargs):
         return self._ours.loss(*args, **kwargs)
 
     def decode(self, *args, **kwargs):
         return self._ours.decode(*args, **kwargs)
+
+
+class UnderAutocast(torch.nn.Module):
+    """Our model at `--amp auto`'s precision, run as eval.py runs it: under autocast."""
+
+    def __init__(self, model, dtype):
+        super().__init__()
+        self.model, self.dtype, self.config = model, dtype, model.config
+
+    def forward(self, *args, **kwargs):
+        with autocast_for(torch.device("cpu"), self.dtype):
+            return self.model(*args, **kwargs)
+
+    @property
+    def encoder(self):
+        return self.model.encoder
+
+    def loss(self, *args, **kwargs):
+        return self.model.loss(*args, **kwargs)
+
+    def decode(self, *args, **kwargs):
+        return self.model.decode(*args, **kwargs)
 
 
 def batches_of(model, tokenizer, data_dir, n: int, batch_size: int):
@@ -111,14 +139,22 @@ def main(argv=None) -> int:
     tokenizer = XLMRTokenizer(Path(args.model) / "sentencepiece.bpe.model")
     fp32 = load_model(args.model).eval()
     int8 = ready_for_inference(copy.deepcopy(fp32), "cpu", "off", "int8", tokenizer)[0]
+    auto, dtype, why = ready_for_inference(copy.deepcopy(fp32), "cpu", "auto", "off")
+    print(f"--amp auto: {why}")
     sessions = exported_sessions(fp32, args.output_dir / "onnx", tokenizer_file=tokenizer.path)
-    models = {"ours-fp32": fp32, "ours-int8": int8, "ort-fp32": OrtModel(sessions["ort-fp32"], fp32),
+    ours_fp32, _, fp32_why = ready_for_inference(copy.deepcopy(fp32), "cpu", "off", "off")  # eval.py --amp off
+    print(f"--amp off: {fp32_why}")
+    models = {"ours-fp32": ours_fp32, "ours-int8": int8, "ort-fp32": OrtModel(sessions["ort-fp32"], fp32),
               "ort-int8": OrtModel(sessions["ort-int8"], fp32)}
+    pairs = [("ours-fp32", "ort-fp32"), ("ours-int8", "ort-int8")]
+    if dtype is not None:  # --amp auto chose a low precision here: the row the docs recommend
+        models["ours-auto"] = UnderAutocast(auto, dtype)
+        pairs.append(("ours-auto", "ort-int8"))
     batches, tokens = batches_of(fp32, tokenizer, args.data_dir, args.sentences, args.batch_size)
     rounds = speed(models, batches, tokens, args.rounds)
-    report = {"tokens": tokens, "batch_size": args.batch_size, "tokens_per_s": rounds,
+    report = {"tokens": tokens, "batch_size": args.batch_size, "amp_off": fp32_why, "amp_auto": why, "tokens_per_s": rounds,
               "best": {k: max(v) for k, v in rounds.items()}}
-    for a, b in (("ours-fp32", "ort-fp32"), ("ours-int8", "ort-int8")):
+    for a, b in pairs:
         wins = sum(x > y for x, y in zip(rounds[a], rounds[b]))
         report[f"{a}/{b}"] = {"best_ratio": max(rounds[a]) / max(rounds[b]), "rounds_won": f"{wins}/{args.rounds}"}
         print(f"{a} {max(rounds[a]):.0f} tok/s vs {b} {max(rounds[b]):.0f}: {max(rounds[a]) / max(rounds[b]):.2f}x, "

@@ -44,3 +44,20 @@ def test_onnx_export_runs_in_onnx_runtime(spm_path, tmp_path):
         assert got.shape == tuple(expected.shape)
         real = mask.bool().numpy()
         assert np.abs(got[real] - expected.numpy()[real]).max() < 1e-4, (batch, length)
+
+
+@pytest.mark.slow
+def test_the_checkpoint_benchmark_runs_end_to_end(tiny, small_panx, tmp_path):
+    """benchmarks/ort_checkpoint.py on a tiny checkpoint: every implementation times and scores
+    through the one evaluation, and ONNX Runtime's fp32 F1 is ours' (the same graph)."""
+    import json
+
+    from benchmarks import ort_checkpoint
+
+    out = tmp_path / "bench"
+    assert ort_checkpoint.main(["--model", str(tiny), "--data-dir", str(small_panx), "--sentences", "16",
+                                "--batch-size", "8", "--rounds", "1", "--f1-langs", "de", "--output-dir", str(out)]) == 0
+    report = json.loads((out / "ort_checkpoint.json").read_text())
+    assert {"ours-fp32", "ours-int8", "ort-fp32", "ort-int8"} <= set(report["f1"])
+    assert report["f1"]["ort-fp32"]["de"] == pytest.approx(report["f1"]["ours-fp32"]["de"], abs=1e-9)
+    assert all(v > 0 for v in report["best"].values())
