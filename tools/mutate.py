@@ -14,8 +14,8 @@ Not part of the package or the default test run. How it stays cheap on two cores
   fixture shared across tests count for every test that uses it); a mutant runs only the tests
   that execute its lines, with -x, fastest file first. A mutant no test executes survives
   without running; one on a line run at import runs every mapped test;
-- a mutant that survives its tests is run again against every mapped test (a cached object
-  built by one test and used by another would otherwise hide a kill);
+- a mutant that survives its tests is run against every other mapped test, in a fresh child (a
+  cached object built by one test and used by another would otherwise hide a kill);
 - a per-mutant time limit (a minute plus three times the traced run of its tests); going over
   it counts as killed (an endless loop is a detected fault), and `--again` runs it once more.
 Results are appended to tools/.results/<module>.jsonl, keyed by the hash of the module and its
