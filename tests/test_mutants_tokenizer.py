@@ -90,3 +90,16 @@ def test_a_joiner_after_a_segmented_piece_extends_that_piece():
     segment = lambda run: [(i, i + 1) for i in range(len(run))]  # noqa: E731  one piece per character
     assert scan("กข\u200dx", segment) == ([(0, 1), (1, 4)], [])
     assert scan("a กข\u200dx", segment) == ([(0, 1), (2, 3), (3, 6)], [])
+
+
+# -- xlmr/tokenizer.py -----------------------------------------------------------------------------
+
+def test_the_tokenizer_opens_a_folder_given_as_a_string_and_names_a_missing_model(spm_path, tmp_path):
+    from xlmr.tokenizer import XLMRTokenizer
+
+    tok = XLMRTokenizer(str(spm_path.parent))  # a str, and the folder rather than the file
+    assert tok.path == spm_path and tok.encode("Hello world!") == [0, 35378, 8999, 38, 2]
+    with pytest.raises(FileNotFoundError, match="no SentencePiece model at .*missing"):
+        XLMRTokenizer(tmp_path / "missing")
+    with pytest.raises(FileNotFoundError, match="sentencepiece.bpe.model"):
+        XLMRTokenizer(tmp_path)  # a folder without the model
