@@ -103,3 +103,24 @@ def test_the_tokenizer_opens_a_folder_given_as_a_string_and_names_a_missing_mode
         XLMRTokenizer(tmp_path / "missing")
     with pytest.raises(FileNotFoundError, match="sentencepiece.bpe.model"):
         XLMRTokenizer(tmp_path)  # a folder without the model
+
+
+def test_encode_without_special_tokens_and_its_512_token_default(tokenizer):
+    assert tokenizer.encode("Hello world!", add_special_tokens=False) == [35378, 8999, 38]
+    assert tokenizer.encode("Hello world!", add_special_tokens=False, max_length=2) == [35378, 8999]
+    assert tokenizer.encode("Hello world!", add_special_tokens=False, max_length=None) == [35378, 8999, 38]
+    (haus,) = tokenizer.convert_tokens_to_ids(["▁Haus"])
+    text = "Haus " * 600
+    assert tokenizer.encode(text) == [0] + [haus] * 510 + [2]  # the model's 512, <s> and </s> kept
+    assert tokenizer.encode(text, max_length=None) == [0] + [haus] * 600 + [2]
+    assert tokenizer.encode(text, max_length=6) == [0, haus, haus, haus, haus, 2]
+
+
+def test_ids_to_pieces_at_the_ends_of_the_vocabulary(tokenizer, hf_fast_tokenizer):
+    # fairseq ids 4 and 5, and the last SentencePiece piece (250000), as the fast tokenizer names them.
+    ids = [4, 5, 250000]
+    assert tokenizer.convert_ids_to_tokens(ids) == [hf_fast_tokenizer.id_to_token(i) for i in ids]
+    assert tokenizer.convert_tokens_to_ids(tokenizer.convert_ids_to_tokens(ids)) == ids
+    for bad in (-1, 250002, 10**6):
+        with pytest.raises(ValueError, match=f"id {bad} is outside the vocabulary of 250002"):
+            tokenizer.convert_ids_to_tokens([bad])
