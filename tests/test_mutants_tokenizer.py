@@ -124,3 +124,17 @@ def test_ids_to_pieces_at_the_ends_of_the_vocabulary(tokenizer, hf_fast_tokenize
     for bad in (-1, 250002, 10**6):
         with pytest.raises(ValueError, match=f"id {bad} is outside the vocabulary of 250002"):
             tokenizer.convert_ids_to_tokens([bad])
+
+
+def test_piece_spans_after_a_bare_space_and_where_normalisation_moves_the_cuts(tokenizer):
+    # "Thai is a language": SentencePiece opens the run with a bare '▁' (no characters of its own).
+    text = "ภาษาไทยเป็นภาษา"
+    assert tokenizer.tokenize(text) == ["▁", "ภาษาไทย", "เป็น", "ภาษา"]
+    assert [text[a:b] for a, b in tokenizer.piece_spans(text)] == ["ภาษาไทย", "เป็น", "ภาษา"]
+    assert tokenizer.piece_spans("") == []
+    # Half-width ｶ and ﾞ normalise one by one to カ and a combining mark, together to ガ: the
+    # pieces cannot be placed on the characters, so the run is one span.
+    assert tokenizer.piece_spans("ｶﾞ") == [(0, 2)]
+    # The ligature ﬃ normalises to "ffi" and SentencePiece cuts f | fix, inside it: one span.
+    assert tokenizer.tokenize("ﬃx") == ["▁f", "fix"]
+    assert tokenizer.piece_spans("ﬃx") == [(0, 2)]
