@@ -138,3 +138,21 @@ def test_piece_spans_after_a_bare_space_and_where_normalisation_moves_the_cuts(t
     # The ligature ﬃ normalises to "ffi" and SentencePiece cuts f | fix, inside it: one span.
     assert tokenizer.tokenize("ﬃx") == ["▁f", "fix"]
     assert tokenizer.piece_spans("ﬃx") == [(0, 2)]
+
+
+def test_the_512_token_default_of_every_entry_point(tokenizer):
+    (haus,) = tokenizer.convert_tokens_to_ids(["▁Haus"])
+    words = ["Haus"] * 511  # <s>, 511 pieces, </s>: one over 512
+    for enc in (tokenizer.encode_words(words), tokenizer.encode_words_batch([words])[0]):
+        assert enc.truncated and enc.input_ids == [0] + [haus] * 510 + [2]
+    fits = tokenizer.encode_words(["Haus"] * 510)
+    assert not fits.truncated and len(fits.input_ids) == 512
+    assert tokenizer(["Haus " * 600, "Haus"]) == [[0] + [haus] * 510 + [2], [0, haus, 2]]
+
+
+def test_decode_with_and_without_special_tokens_as_the_fast_tokenizer(tokenizer, hf_fast_tokenizer):
+    ids = [0, 35378, 8999, 250001, 38, 1, 2]  # <s> ▁Hello ▁world <mask> ! <pad> </s>
+    for skip in (True, False):
+        assert tokenizer.decode(ids, skip_special_tokens=skip) == hf_fast_tokenizer.decode(ids, skip_special_tokens=skip)
+    assert tokenizer.decode(ids) == "Hello world!"
+    assert tokenizer.decode(ids, skip_special_tokens=False) == "<s> Hello world<mask>!<pad></s>"
