@@ -156,3 +156,13 @@ def test_decode_with_and_without_special_tokens_as_the_fast_tokenizer(tokenizer,
         assert tokenizer.decode(ids, skip_special_tokens=skip) == hf_fast_tokenizer.decode(ids, skip_special_tokens=skip)
     assert tokenizer.decode(ids) == "Hello world!"
     assert tokenizer.decode(ids, skip_special_tokens=False) == "<s> Hello world<mask>!<pad></s>"
+
+
+def test_a_han_run_followed_by_a_latin_word_and_an_unknown_unspaced_mode(tokenizer):
+    # The run 北京大学 ("Peking University") is one string cut into pieces of at most two Han
+    # characters; the Latin word after it is a word of its own, with its own '▁'.
+    enc = tokenizer.encode_words_batch([["北", "京", "大", "学", "Berlin"]], unspaced="runs")[0]
+    assert tokenizer.convert_ids_to_tokens(enc.input_ids) == ["<s>", "北京", "大学", "▁Berlin", "</s>"]
+    assert enc.word_ids == [None, 0, 2, 4, None] and enc.word_heads == [1, 1, 2, 2, 3]
+    with pytest.raises(ValueError, match="unknown unspaced mode 'chars'; choose from runs, words"):
+        tokenizer.encode_words_batch([["北"]], unspaced="chars")

@@ -53,6 +53,10 @@ EQUIVALENT = {
     },
     "xlmr/tokenizer.py": {
         12: (44, "False", "Encoding's default: its one constructor (encode_words_batch) always passes truncated"),
+        48: (90, "0 <= i < self.vocab_size", "ids 0-3 are special tokens, returned above: 0 <= i and 0 < i agree"),
+        50: (90, "0", "ids 0-3 are special tokens, returned above: 0 <= i and 1 <= i agree"),
+        59: (96, "0", "the first and the last item of a one-item list"),
+        112: (137, "0", "the first and the last item of a one-item list"),
     },
 }
 
