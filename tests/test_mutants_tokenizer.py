@@ -166,3 +166,17 @@ def test_a_han_run_followed_by_a_latin_word_and_an_unknown_unspaced_mode(tokeniz
     assert enc.word_ids == [None, 0, 2, 4, None] and enc.word_heads == [1, 1, 2, 2, 3]
     with pytest.raises(ValueError, match="unknown unspaced mode 'chars'; choose from runs, words"):
         tokenizer.encode_words_batch([["北"]], unspaced="chars")
+
+
+def test_runs_with_an_unknown_character_and_runs_that_normalisation_merges(tokenizer):
+    # U+20000 has no piece: inside a run it is one <unk> of its own word, the run around it cut as usual.
+    enc = tokenizer.encode_words_batch([["北", "\U00020000", "京"]], unspaced="runs")[0]
+    assert tokenizer.convert_ids_to_tokens(enc.input_ids) == ["<s>", "北", "<unk>", "京", "</s>"]
+    assert enc.word_ids == [None, 0, 1, 2, None]
+    # Half-width ｶ and ﾞ normalise together to ガ, so the run's pieces cannot be placed on its
+    # words: it is encoded word by word (each word's bare '▁' then its piece, the head past the '▁'),
+    # and the next sentence's run is still cut as a run.
+    merged, plain = tokenizer.encode_words_batch([["ｶ", "ﾞ"], ["北", "京", "大", "学"]], unspaced="runs")
+    assert tokenizer.convert_ids_to_tokens(merged.input_ids) == ["<s>", "▁", "カ", "▁", "゙", "</s>"]
+    assert merged.word_ids == [None, 0, 0, 1, 1, None] and merged.word_heads == [2, 4]
+    assert tokenizer.convert_ids_to_tokens(plain.input_ids) == ["<s>", "北京", "大学", "</s>"]
