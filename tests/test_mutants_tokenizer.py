@@ -180,3 +180,14 @@ def test_runs_with_an_unknown_character_and_runs_that_normalisation_merges(token
     assert tokenizer.convert_ids_to_tokens(merged.input_ids) == ["<s>", "▁", "カ", "▁", "゙", "</s>"]
     assert merged.word_ids == [None, 0, 0, 1, 1, None] and merged.word_heads == [2, 4]
     assert tokenizer.convert_ids_to_tokens(plain.input_ids) == ["<s>", "北京", "大学", "</s>"]
+
+
+def test_a_run_of_one_piece_drops_its_bare_space_and_a_last_piece_starts_in_the_last_word(tokenizer):
+    # SentencePiece cuts 北京 as '▁' + 北京 and 北京大 as '▁' + 北京 + 大 (the run model's own cut);
+    # the bare '▁' is dropped even before a single piece, and 大 is word 2's.
+    assert tokenizer._run_processor().encode(["北京", "北京大"], out_type=str) == [["▁", "北京"], ["▁", "北京", "大"]]
+    one, two = tokenizer.encode_words_batch([["北", "京"], ["北", "京", "大"]], unspaced="runs")
+    assert tokenizer.convert_ids_to_tokens(one.input_ids) == ["<s>", "北京", "</s>"]
+    assert one.word_ids == [None, 0, None] and one.word_heads == [1, 1]
+    assert tokenizer.convert_ids_to_tokens(two.input_ids) == ["<s>", "北京", "大", "</s>"]
+    assert two.word_ids == [None, 0, 2, None] and two.word_heads == [1, 1, 2]

@@ -57,6 +57,9 @@ EQUIVALENT = {
         50: (90, "0", "ids 0-3 are special tokens, returned above: 0 <= i and 1 <= i agree"),
         59: (96, "0", "the first and the last item of a one-item list"),
         112: (137, "0", "the first and the last item of a one-item list"),
+        192: (223, "len(ids) > 1", "a run has characters, so a bare '▁' first piece always has a piece after it"),
+        194: (223, "1", "a run has characters, so a bare '▁' first piece always has a piece after it"),
+        204: (225, ":-1", "an extra word start at the run's end lies past every piece's start"),
     },
 }
 
