@@ -145,6 +145,7 @@ def test_the_512_token_default_of_every_entry_point(tokenizer):
     words = ["Haus"] * 511  # <s>, 511 pieces, </s>: one over 512
     for enc in (tokenizer.encode_words(words), tokenizer.encode_words_batch([words])[0]):
         assert enc.truncated and enc.input_ids == [0] + [haus] * 510 + [2]
+        assert enc.word_ids == [None, *range(510), None] and enc.word_heads == [*range(1, 511), -1]
     fits = tokenizer.encode_words(["Haus"] * 510)
     assert not fits.truncated and len(fits.input_ids) == 512
     assert tokenizer(["Haus " * 600, "Haus"]) == [[0] + [haus] * 510 + [2], [0, haus, 2]]
@@ -191,3 +192,12 @@ def test_a_run_of_one_piece_drops_its_bare_space_and_a_last_piece_starts_in_the_
     assert one.word_ids == [None, 0, None] and one.word_heads == [1, 1]
     assert tokenizer.convert_ids_to_tokens(two.input_ids) == ["<s>", "北京", "大", "</s>"]
     assert two.word_ids == [None, 0, 2, None] and two.word_heads == [1, 1, 2]
+
+
+def test_a_run_whose_first_piece_has_its_own_space_keeps_it(tokenizer):
+    # 日本語 ("Japanese") is cut '▁日本' + '語': no bare '▁' to drop, so the first piece stays and
+    # is not glued (it has its '▁'); 語 continues it.
+    assert tokenizer._run_processor().encode("日本語", out_type=str) == ["▁日本", "語"]
+    enc = tokenizer.encode_words_batch([["日", "本", "語"]], unspaced="runs")[0]
+    assert tokenizer.convert_ids_to_tokens(enc.input_ids) == ["<s>", "▁日本", "語", "</s>"]
+    assert enc.word_ids == [None, 0, 2, None] and enc.word_glued == [False, False, True]
