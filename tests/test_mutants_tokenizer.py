@@ -65,6 +65,14 @@ def test_skin_tone_modifiers_and_their_neighbours():
         assert len(scan("\U0001F44D" + chr(code))[0]) == (1 if joins else 2), name
 
 
+def test_private_use_next_to_the_compatibility_ideographs_is_not_per_character():
+    # U+F8FF, the last private-use character (it has no name), sits just below U+F900.
+    assert unicodedata.category("\uf8ff") == "Co" and not per_character("\uf8ff") and per_character("\uf900")
+    from xlmr.words import OTHER
+
+    assert char_class("\uf8ff") == OTHER  # a symbol of its own, as punctuation is
+
+
 def test_character_classes_and_per_character_words_by_hand():
     from xlmr.words import OTHER, SKIP, SPACE, WORD
 
