@@ -88,6 +88,16 @@ def test_a_word_that_is_only_a_bare_space_keeps_it():
     ids, word_ids = [0, 9, 9, 11, 10, 2], [None, 0, 1, 1, 2, None]
     heads = alignment.word_heads(word_ids, 3)
     assert alignment.past_bare_space(ids, word_ids, heads, 9) == [1, 3, 4]
+    # The tokenizer moves heads before it appends </s>: a last word that is only a bare '▁' has
+    # nothing after it and keeps its '▁' (reading past the end would raise).
+    assert alignment.past_bare_space([0, 10, 9], [None, 0, 1], [1, 2], 9) == [1, 2]
+
+
+def test_a_last_word_that_normalises_to_a_space_keeps_its_bare_space(tokenizer):
+    # A left-to-right mark alone normalises to a space: one bare '▁', the last piece before </s>.
+    enc = tokenizer.encode_words_batch([["Berlin", "\u200e"]], max_length=None, unspaced="runs")[0]
+    assert tokenizer.convert_ids_to_tokens(enc.input_ids) == ["<s>", "▁Berlin", "▁", "</s>"]
+    assert enc.word_heads == [1, 2] and enc.word_glued == [False, False]
 
 
 def test_a_glued_piece_after_another_words_trailing_bare_space_is_glued():
@@ -111,3 +121,18 @@ def test_head_glued_offsets_and_labelled_tokens_by_hand():
     # A word past its bare '▁' has offset 1; the word after it starts at its head, 0.
     assert [alignment.head_offset([None, 0, 0, 1, None], [2, 3], w) for w in range(2)] == [1, 0]
     assert alignment.labelled_tokens([-100, 3, -100, 0, -100], -100) == [1, 3]
+
+
+def test_the_truncation_warning_points_at_the_caller_and_comes_again_from_a_saved_dataset(tokenizer, tmp_path):
+    # A dataset read back from disk has cache files; encoding it a second time must still run the
+    # tokenizer (no cached result), or the truncation count of the second run would be 0.
+    DatasetDict(train=split([RHEIN], [RHEIN_TAGS])).save_to_disk(str(tmp_path / "ds"))
+    from datasets import load_from_disk
+
+    saved = load_from_disk(str(tmp_path / "ds"))
+    for _ in range(2):
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            encode_ner(saved, tokenizer, max_length=8)  # the warning must point at this line
+        (w,) = [w for w in caught if "were truncated" in str(w.message)]
+        assert str(w.message).startswith("1 sentence(s) longer than 8 tokens") and w.filename == __file__

@@ -88,3 +88,31 @@ def test_viterbi_on_empty_batches_and_its_default_uses_the_prior():
                             [0.5, 0.01, 0.45, 0.01, 0.01, 0.01, 0.01]]).log()]
     assert prior_decoder.viterbi(scores) == prior_decoder(scores, "viterbi") == [[1, 2]]
     assert prior_decoder.viterbi(scores, with_prior=False) == [[1, 0]]
+
+
+def test_a_b_or_i_without_a_type_is_o_for_the_decoder():
+    import torch
+
+    from xlmr.decoding import allowed_transitions
+
+    # "I" and "B" without a type are not IOB2 entity tags: like O, either may open a sentence and
+    # follow anything, and anything may follow them (I-PER only after B-PER or I-PER).
+    start, follows = allowed_transitions(["O", "B", "I", "B-PER", "I-PER"])
+    assert start.tolist() == [True, True, True, True, False]
+    assert follows[:, 2].tolist() == [True] * 5
+    assert follows[:, 4].tolist() == [False, False, False, True, True]
+    assert torch.equal(follows[1], follows[0]) and torch.equal(follows[2], follows[0])
+
+
+def test_the_open_by_type_warning_points_at_the_caller():
+    import warnings
+
+    from xlmr.decoding import TransitionPrior
+
+    d = {"start": [0.0], "follow": [[0.0]], "weight": 0.5, "open_by_type": True}
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        prior = TransitionPrior.from_dict(d)  # this line is where the warning must point
+    assert prior.weight == 0.5
+    (w,) = caught
+    assert "open_by_type" in str(w.message) and w.filename == __file__

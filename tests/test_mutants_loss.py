@@ -12,7 +12,7 @@ import torch
 
 from tests.tiny import TAGS
 from xlmr.config import XLMRConfig
-from xlmr.crf import LinearChainCRF
+from xlmr.crf import LinearChainCRF, labelled_positions
 from xlmr.model import XLMRForTokenClassification
 
 
@@ -77,6 +77,10 @@ def test_crf_loss_of_one_labelled_token_and_of_none():
         none = torch.full((1, 4), -100)
         assert float(model.loss(logits, none, "mean")) == 0.0
         assert float(model.loss(logits, none, "sum")) == 0.0
+        # A batch of no sentences at all (B = 0): an empty per-sentence NLL and a loss of 0.
+        empty_logits, empty_labels = torch.zeros(0, 4, len(TAGS)), torch.zeros(0, 4, dtype=torch.long)
+        assert model.crf.nll(*labelled_positions(empty_logits, empty_labels)).shape == (0,)
+        assert float(model.loss(empty_logits, empty_labels, "sum")) == 0.0
 
 
 def test_crf_nll_of_a_batch_whose_first_sentence_is_shorter():

@@ -65,6 +65,14 @@ def test_skin_tone_modifiers_and_their_neighbours():
         assert len(scan("\U0001F44D" + chr(code))[0]) == (1 if joins else 2), name
 
 
+def test_private_use_next_to_the_compatibility_ideographs_is_not_per_character():
+    # U+F8FF, the last private-use character (it has no name), sits just below U+F900.
+    assert unicodedata.category("\uf8ff") == "Co" and not per_character("\uf8ff") and per_character("\uf900")
+    from xlmr.words import OTHER
+
+    assert char_class("\uf8ff") == OTHER  # a symbol of its own, as punctuation is
+
+
 def test_character_classes_and_per_character_words_by_hand():
     from xlmr.words import OTHER, SKIP, SPACE, WORD
 
@@ -90,3 +98,114 @@ def test_a_joiner_after_a_segmented_piece_extends_that_piece():
     segment = lambda run: [(i, i + 1) for i in range(len(run))]  # noqa: E731  one piece per character
     assert scan("กข\u200dx", segment) == ([(0, 1), (1, 4)], [])
     assert scan("a กข\u200dx", segment) == ([(0, 1), (2, 3), (3, 6)], [])
+
+
+# -- xlmr/tokenizer.py -----------------------------------------------------------------------------
+
+def test_the_tokenizer_opens_a_folder_given_as_a_string_and_names_a_missing_model(spm_path, tmp_path):
+    from xlmr.tokenizer import XLMRTokenizer
+
+    tok = XLMRTokenizer(str(spm_path.parent))  # a str, and the folder rather than the file
+    assert tok.path == spm_path and tok.encode("Hello world!") == [0, 35378, 8999, 38, 2]
+    with pytest.raises(FileNotFoundError, match="no SentencePiece model at .*missing"):
+        XLMRTokenizer(tmp_path / "missing")
+    with pytest.raises(FileNotFoundError, match="sentencepiece.bpe.model"):
+        XLMRTokenizer(tmp_path)  # a folder without the model
+
+
+def test_encode_without_special_tokens_and_its_512_token_default(tokenizer):
+    assert tokenizer.encode("Hello world!", add_special_tokens=False) == [35378, 8999, 38]
+    assert tokenizer.encode("Hello world!", add_special_tokens=False, max_length=2) == [35378, 8999]
+    assert tokenizer.encode("Hello world!", add_special_tokens=False, max_length=None) == [35378, 8999, 38]
+    (haus,) = tokenizer.convert_tokens_to_ids(["▁Haus"])
+    text = "Haus " * 600
+    assert tokenizer.encode(text) == [0] + [haus] * 510 + [2]  # the model's 512, <s> and </s> kept
+    assert tokenizer.encode(text, max_length=None) == [0] + [haus] * 600 + [2]
+    assert tokenizer.encode(text, max_length=6) == [0, haus, haus, haus, haus, 2]
+
+
+def test_ids_to_pieces_at_the_ends_of_the_vocabulary(tokenizer, hf_fast_tokenizer):
+    # fairseq ids 4 and 5, and the last SentencePiece piece (250000), as the fast tokenizer names them.
+    ids = [4, 5, 250000]
+    assert tokenizer.convert_ids_to_tokens(ids) == [hf_fast_tokenizer.id_to_token(i) for i in ids]
+    assert tokenizer.convert_tokens_to_ids(tokenizer.convert_ids_to_tokens(ids)) == ids
+    for bad in (-1, 250002, 10**6):
+        with pytest.raises(ValueError, match=f"id {bad} is outside the vocabulary of 250002"):
+            tokenizer.convert_ids_to_tokens([bad])
+
+
+def test_piece_spans_after_a_bare_space_and_where_normalisation_moves_the_cuts(tokenizer):
+    # "Thai is a language": SentencePiece opens the run with a bare '▁' (no characters of its own).
+    text = "ภาษาไทยเป็นภาษา"
+    assert tokenizer.tokenize(text) == ["▁", "ภาษาไทย", "เป็น", "ภาษา"]
+    assert [text[a:b] for a, b in tokenizer.piece_spans(text)] == ["ภาษาไทย", "เป็น", "ภาษา"]
+    assert tokenizer.piece_spans("") == []
+    # Half-width ｶ and ﾞ normalise one by one to カ and a combining mark, together to ガ: the
+    # pieces cannot be placed on the characters, so the run is one span.
+    assert tokenizer.piece_spans("ｶﾞ") == [(0, 2)]
+    # The ligature ﬃ normalises to "ffi" and SentencePiece cuts f | fix, inside it: one span.
+    assert tokenizer.tokenize("ﬃx") == ["▁f", "fix"]
+    assert tokenizer.piece_spans("ﬃx") == [(0, 2)]
+
+
+def test_the_512_token_default_of_every_entry_point(tokenizer):
+    (haus,) = tokenizer.convert_tokens_to_ids(["▁Haus"])
+    words = ["Haus"] * 511  # <s>, 511 pieces, </s>: one over 512
+    for enc in (tokenizer.encode_words(words), tokenizer.encode_words_batch([words])[0]):
+        assert enc.truncated and enc.input_ids == [0] + [haus] * 510 + [2]
+        assert enc.word_ids == [None, *range(510), None] and enc.word_heads == [*range(1, 511), -1]
+    fits = tokenizer.encode_words(["Haus"] * 510)
+    assert not fits.truncated and len(fits.input_ids) == 512
+    assert tokenizer(["Haus " * 600, "Haus"]) == [[0] + [haus] * 510 + [2], [0, haus, 2]]
+
+
+def test_decode_with_and_without_special_tokens_as_the_fast_tokenizer(tokenizer, hf_fast_tokenizer):
+    ids = [0, 35378, 8999, 250001, 38, 1, 2]  # <s> ▁Hello ▁world <mask> ! <pad> </s>
+    for skip in (True, False):
+        assert tokenizer.decode(ids, skip_special_tokens=skip) == hf_fast_tokenizer.decode(ids, skip_special_tokens=skip)
+    assert tokenizer.decode(ids) == "Hello world!"
+    assert tokenizer.decode(ids, skip_special_tokens=False) == "<s> Hello world<mask>!<pad></s>"
+
+
+def test_a_han_run_followed_by_a_latin_word_and_an_unknown_unspaced_mode(tokenizer):
+    # The run 北京大学 ("Peking University") is one string cut into pieces of at most two Han
+    # characters; the Latin word after it is a word of its own, with its own '▁'.
+    enc = tokenizer.encode_words_batch([["北", "京", "大", "学", "Berlin"]], unspaced="runs")[0]
+    assert tokenizer.convert_ids_to_tokens(enc.input_ids) == ["<s>", "北京", "大学", "▁Berlin", "</s>"]
+    assert enc.word_ids == [None, 0, 2, 4, None] and enc.word_heads == [1, 1, 2, 2, 3]
+    with pytest.raises(ValueError, match="unknown unspaced mode 'chars'; choose from runs, words"):
+        tokenizer.encode_words_batch([["北"]], unspaced="chars")
+
+
+def test_runs_with_an_unknown_character_and_runs_that_normalisation_merges(tokenizer):
+    # U+20000 has no piece: inside a run it is one <unk> of its own word, the run around it cut as usual.
+    enc = tokenizer.encode_words_batch([["北", "\U00020000", "京"]], unspaced="runs")[0]
+    assert tokenizer.convert_ids_to_tokens(enc.input_ids) == ["<s>", "北", "<unk>", "京", "</s>"]
+    assert enc.word_ids == [None, 0, 1, 2, None]
+    # Half-width ｶ and ﾞ normalise together to ガ, so the run's pieces cannot be placed on its
+    # words: it is encoded word by word (each word's bare '▁' then its piece, the head past the '▁'),
+    # and the next sentence's run is still cut as a run.
+    merged, plain = tokenizer.encode_words_batch([["ｶ", "ﾞ"], ["北", "京", "大", "学"]], unspaced="runs")
+    assert tokenizer.convert_ids_to_tokens(merged.input_ids) == ["<s>", "▁", "カ", "▁", "゙", "</s>"]
+    assert merged.word_ids == [None, 0, 0, 1, 1, None] and merged.word_heads == [2, 4]
+    assert tokenizer.convert_ids_to_tokens(plain.input_ids) == ["<s>", "北京", "大学", "</s>"]
+
+
+def test_a_run_of_one_piece_drops_its_bare_space_and_a_last_piece_starts_in_the_last_word(tokenizer):
+    # SentencePiece cuts 北京 as '▁' + 北京 and 北京大 as '▁' + 北京 + 大 (the run model's own cut);
+    # the bare '▁' is dropped even before a single piece, and 大 is word 2's.
+    assert tokenizer._run_processor().encode(["北京", "北京大"], out_type=str) == [["▁", "北京"], ["▁", "北京", "大"]]
+    one, two = tokenizer.encode_words_batch([["北", "京"], ["北", "京", "大"]], unspaced="runs")
+    assert tokenizer.convert_ids_to_tokens(one.input_ids) == ["<s>", "北京", "</s>"]
+    assert one.word_ids == [None, 0, None] and one.word_heads == [1, 1]
+    assert tokenizer.convert_ids_to_tokens(two.input_ids) == ["<s>", "北京", "大", "</s>"]
+    assert two.word_ids == [None, 0, 2, None] and two.word_heads == [1, 1, 2]
+
+
+def test_a_run_whose_first_piece_has_its_own_space_keeps_it(tokenizer):
+    # 日本語 ("Japanese") is cut '▁日本' + '語': no bare '▁' to drop, so the first piece stays and
+    # is not glued (it has its '▁'); 語 continues it.
+    assert tokenizer._run_processor().encode("日本語", out_type=str) == ["▁日本", "語"]
+    enc = tokenizer.encode_words_batch([["日", "本", "語"]], unspaced="runs")[0]
+    assert tokenizer.convert_ids_to_tokens(enc.input_ids) == ["<s>", "▁日本", "語", "</s>"]
+    assert enc.word_ids == [None, 0, 2, None] and enc.word_glued == [False, False, True]

@@ -4,6 +4,7 @@ changes (tools/mutants.py) one at a time and check that some test fails.
     python tools/mutate.py xlmr/alignment.py [MODULE ...]   # run (all of TARGETS without names)
     python tools/mutate.py --list xlmr/alignment.py          # the mutants, without running
     python tools/mutate.py --report [--survivors]            # kill rates (and survivors) from the results
+                                                             # (equivalent survivors: tools/equivalents.py)
     python tools/mutate.py --again xlmr/alignment.py         # rerun survivors and time-outs (tests added)
 
 Not part of the package or the default test run. How it stays cheap on two cores:
@@ -14,8 +15,8 @@ Not part of the package or the default test run. How it stays cheap on two cores
   fixture shared across tests count for every test that uses it); a mutant runs only the tests
   that execute its lines, with -x, fastest file first. A mutant no test executes survives
   without running; one on a line run at import runs every mapped test;
-- a mutant that survives its tests is run again against every mapped test (a cached object
-  built by one test and used by another would otherwise hide a kill);
+- a mutant that survives its tests is run against every other mapped test, in a fresh child (a
+  cached object built by one test and used by another would otherwise hide a kill);
 - a per-mutant time limit (a minute plus three times the traced run of its tests); going over
   it counts as killed (an endless loop is a detected fault), and `--again` runs it once more.
 Results are appended to tools/.results/<module>.jsonl, keyed by the hash of the module and its
@@ -34,6 +35,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+import equivalents  # noqa: E402
 import mutants as mutants_lib  # noqa: E402  (tools/ is not a package)
 import runner  # noqa: E402
 
@@ -153,24 +155,49 @@ def run_module(module: str, again: bool, only: set[int] | None, timeouts: bool =
 KILLED = ("killed", "timeout", "crashed")
 
 
+def judged(module: str, found: list, table: dict) -> dict[int, str]:
+    """The entries of `table` (tools/equivalents.py) for this module that still match its mutants."""
+    by_index = {m.index: m for m in found}
+    out = {}
+    for index, (line, original, why) in table.get(module, {}).items():
+        m = by_index.get(index)
+        if m is None or m.line != line or m.original != original:
+            print(f"{module}: #{index} no longer matches line {line} {original!r}; not used", file=sys.stderr)
+        else:
+            out[index] = why
+    return out
+
+
 def report(modules: list[str], survivors: bool, before: bool = False) -> None:
-    print("| module | mutants | killed | of which time-outs | survived | not reached | kill rate |")
-    print("|---|---|---|---|---|---|---|")
+    print("| module | mutants | killed | of which time-outs | equivalent | survived | not reached | kill rate "
+          "| without the equivalent |")
+    print("|---|---|---|---|---|---|---|---|---|")
     lost = []
     for module in modules:
         found = mutants_lib.mutants((ROOT / module).read_text(encoding="utf-8"), TARGETS[module].scopes)
         done = first_pass(module) if before else latest(module)
         statuses = [done.get(m.index, {}).get("status", "not run") for m in found]
+        equivalent = {i: why for i, why in judged(module, found, equivalents.EQUIVALENT).items()
+                      if done.get(i, {}).get("status") in ("survived", "not reached")}
+        not_worth = judged(module, found, equivalents.NOT_WORTH)
         killed = sum(s in KILLED for s in statuses)
         ran = sum(s != "not run" for s in statuses)
         rate = f"{100 * killed / ran:.1f}%" if ran else "-"
+        left = ran - len(equivalent)
+        rate_left = f"{100 * killed / left:.1f}%" if left else "-"
         missing = f" ({len(found) - ran} not run)" if ran < len(found) else ""
-        print(f"| {module} | {len(found)}{missing} | {killed} | {statuses.count('timeout')} | {statuses.count('survived')} | "
-              f"{statuses.count('not reached')} | {rate} |")
-        lost += [(module, done[m.index]) for m, s in zip(found, statuses) if s in ("survived", "not reached")]
+        lost_here = [(m, s) for m, s in zip(found, statuses) if s in ("survived", "not reached")]
+        print(f"| {module} | {len(found)}{missing} | {killed} | {statuses.count('timeout')} | {len(equivalent)} | "
+              f"{sum(s == 'survived' and m.index not in equivalent for m, s in lost_here)} | "
+              f"{sum(s == 'not reached' and m.index not in equivalent for m, s in lost_here)} | {rate} | {rate_left} |")
+        for m, s in lost_here:
+            why = (f"equivalent: {equivalent[m.index]}" if m.index in equivalent else
+                   f"not worth a test: {not_worth[m.index]}" if m.index in not_worth else "")
+            lost.append((module, done[m.index], why))
     if survivors:
-        for module, r in lost:
-            print(f"{module}:{r['line']} {r['scope']} [{r['status']}] {r['original']}  ->  {r['mutated']}")
+        for module, r, why in lost:
+            print(f"{module}:{r['line']} #{r['index']} {r['scope']} [{r['status']}] {r['original']}  ->  {r['mutated']}"
+                  + (f"  ({why})" if why else ""))
 
 
 def main(argv=None) -> None:
