@@ -209,3 +209,10 @@ def test_a_run_whose_first_piece_has_its_own_space_keeps_it(tokenizer):
     enc = tokenizer.encode_words_batch([["日", "本", "語"]], unspaced="runs")[0]
     assert tokenizer.convert_ids_to_tokens(enc.input_ids) == ["<s>", "▁日本", "語", "</s>"]
     assert enc.word_ids == [None, 0, 2, None] and enc.word_glued == [False, False, True]
+
+
+def test_a_combining_mark_after_a_han_character_or_a_symbol_stays_with_it():
+    # U+0301 COMBINING ACUTE ACCENT (category Mn) attaches to the character before it whatever its class.
+    assert unicodedata.category("\u0301") == "Mn"
+    assert scan("北\u0301京") == ([(0, 2), (2, 3)], [])
+    assert scan("!\u0301 a") == ([(0, 2), (3, 4)], [])
