@@ -18,7 +18,9 @@ PER_CHARACTER_EDGES = [
     (0x3007, "IDEOGRAPHIC NUMBER ZERO", True), (0x3008, "LEFT ANGLE BRACKET", False),
     (0x3020, "POSTAL MARK FACE", False), (0x3021, "HANGZHOU NUMERAL ONE", True),
     (0x3029, "HANGZHOU NUMERAL NINE", True), (0x302A, "IDEOGRAPHIC LEVEL TONE MARK", False),
-    (0x303B, "VERTICAL IDEOGRAPHIC ITERATION MARK", True), (0x303C, "MASU MARK", True),
+    (0x3037, "IDEOGRAPHIC TELEGRAPH LINE FEED SEPARATOR SYMBOL", False), (0x3038, "HANGZHOU NUMERAL TEN", True),
+    (0x303A, "HANGZHOU NUMERAL THIRTY", True), (0x303B, "VERTICAL IDEOGRAPHIC ITERATION MARK", True),
+    (0x303C, "MASU MARK", True),
     (0x303D, "PART ALTERNATION MARK", False), (0x303F, "IDEOGRAPHIC HALF FILL SPACE", False),
     (0x3041, "HIRAGANA LETTER SMALL A", True), (0x309F, "HIRAGANA DIGRAPH YORI", True),
     (0x30A0, "KATAKANA-HIRAGANA DOUBLE HYPHEN", True), (0x30FF, "KATAKANA DIGRAPH KOTO", True),
@@ -54,6 +56,29 @@ def test_the_edges_of_the_scripts_written_without_spaces(code, name, inside):
     c = chr(code)
     assert unicodedata.name(c) == name
     assert (char_class(c) == SPACELESS) == inside
+
+
+# The ranges that are whole Unicode blocks (Blocks.txt), with the class every code point in them
+# gets, assigned or not: a character a later Unicode version adds there (Python's database calls
+# it unassigned) is still cut as its block's script. Outside, the code point next to each end is
+# not of that class unless it starts or ends the adjacent block of the same script.
+BLOCKS = [
+    (0x3040, 0x309F, SINGLE, "Hiragana"), (0x30A0, 0x30FF, SINGLE, "Katakana"),
+    (0x31F0, 0x31FF, SINGLE, "Katakana Phonetic Extensions"), (0x3400, 0x4DBF, SINGLE, "CJK Extension A"),
+    (0x4E00, 0x9FFF, SINGLE, "CJK Unified Ideographs"), (0xF900, 0xFAFF, SINGLE, "CJK Compatibility Ideographs"),
+    (0x20000, 0x3FFFF, SINGLE, "planes 2 and 3, the ideographic planes"),
+    (0x0E00, 0x0E7F, SPACELESS, "Thai"), (0x0E80, 0x0EFF, SPACELESS, "Lao"),
+    (0x1780, 0x17FF, SPACELESS, "Khmer"), (0x19E0, 0x19FF, SPACELESS, "Khmer Symbols"),
+]
+
+
+@pytest.mark.parametrize("lo, hi, kind, block", BLOCKS, ids=[b for *_, b in BLOCKS])
+def test_whole_blocks_are_one_script_to_their_unassigned_ends(lo, hi, kind, block):
+    same = [(a, b) for a, b, k, _ in BLOCKS if k == kind]
+    assert char_class(chr(lo)) == kind and char_class(chr(hi)) == kind
+    for outside in (lo - 1, hi + 1):
+        if not any(a <= outside <= b for a, b in same):
+            assert char_class(chr(outside)) != kind, f"U+{outside:04X} next to {block}"
 
 
 def test_skin_tone_modifiers_and_their_neighbours():

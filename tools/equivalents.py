@@ -61,6 +61,14 @@ EQUIVALENT = {
         194: (223, "1", "a run has characters, so a bare '▁' first piece always has a piece after it"),
         204: (225, ":-1", "an extra word start at the run's end lies past every piece's start"),
     },
+    "xlmr/words.py": {
+        16: (37, "0x309F", "Hiragana's end moved onto U+30A0, where Katakana starts: both are per-character"),
+        19: (37, "0x30A0", "Katakana's start moved onto U+309F, where Hiragana ends: both are per-character"),
+        48: (43, "0x0E7F", "Thai's end moved onto U+0E80, where Lao starts: both are cut by SentencePiece"),
+        51: (43, "0x0E80", "Lao's start moved onto U+0E7F, where Thai ends: both are cut by SentencePiece"),
+        212: (129, "2", "the character after the joiner is a letter (checked above), so stepping one takes it "
+                        "in the next turn of the loop"),
+    },
 }
 
 NOT_WORTH = {  # survivors that stay in the denominator

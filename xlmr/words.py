@@ -29,14 +29,17 @@ SPACE, SINGLE, SPACELESS, WORD, SKIP, OTHER = range(6)
 JOINERS = "-'’"  # may join two runs of letters into one word
 ZERO_WIDTH_JOINERS = "\u200c\u200d"  # ZWNJ (Persian, Indic) and ZWJ (emoji sequences)
 
-# Scripts written one word per character in PAN-X, as code-point ranges.
+# Scripts written one word per character in PAN-X, as code-point ranges: whole Unicode blocks
+# (unassigned code points included, so a character newer than Python's Unicode database is cut as
+# its block's script) and, among the CJK symbols, the letters and numerals only.
 PER_CHARACTER = (
-    (0x3005, 0x3007), (0x3021, 0x3029), (0x303B, 0x303C),  # 々 〆 〇, Hangzhou numerals, 〻
+    (0x3005, 0x3007), (0x3021, 0x3029), (0x3038, 0x303C),  # 々 〆 〇, Hangzhou numerals 1-9, 10-30 and 〻 〼
     (0x3040, 0x309F), (0x30A0, 0x30FF), (0x31F0, 0x31FF),  # Hiragana, Katakana, its extensions
     (0x3400, 0x4DBF), (0x4E00, 0x9FFF), (0xF900, 0xFAFF),  # CJK ideographs, extension A, compatibility
     (0xFF66, 0xFF9F), (0x20000, 0x3FFFF),  # half-width Katakana; ideograph extensions B and later
 )
-# Scripts written without spaces between words, whose words SentencePiece's pieces stand in for.
+# Scripts written without spaces between words, whose words SentencePiece's pieces stand in for
+# (whole blocks, as above).
 WITHOUT_SPACES = ((0x0E00, 0x0E7F), (0x0E80, 0x0EFF), (0x1780, 0x17FF), (0x19E0, 0x19FF))  # Thai, Lao, Khmer
 SKIN_TONES = (0x1F3FB, 0x1F3FF)
 
