@@ -125,6 +125,12 @@ def test_a_joiner_after_a_segmented_piece_extends_that_piece():
     assert scan("a กข\u200dx", segment) == ([(0, 1), (2, 3), (3, 6)], [])
 
 
+
+def test_a_combining_mark_from_outside_the_block_stays_inside_a_thai_run():
+    # U+0301 COMBINING ACUTE ACCENT is not Thai, but a mark belongs to the letter before it, so
+    # ก + U+0301 + ข is one unsegmented run, not ก´ | ข.
+    assert scan("\u0e01\u0301\u0e02") == ([(0, 3)], [])
+
 # -- xlmr/tokenizer.py -----------------------------------------------------------------------------
 
 def test_the_tokenizer_opens_a_folder_given_as_a_string_and_names_a_missing_model(spm_path, tmp_path):
