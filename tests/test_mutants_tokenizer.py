@@ -12,7 +12,7 @@ from xlmr.words import SINGLE, SPACELESS, char_class, per_character, scan
 
 # (code point, its Unicode name, whether PAN-X writes it one word per character). Inside: the
 # ranges' first and last characters; outside: the assigned characters next to them. Unassigned
-# neighbours are left out (a range's edge there decides nothing a text can hold).
+# neighbours are checked by test_whole_blocks_are_one_script_to_their_unassigned_ends below.
 PER_CHARACTER_EDGES = [
     (0x3004, "JAPANESE INDUSTRIAL STANDARD SYMBOL", False), (0x3005, "IDEOGRAPHIC ITERATION MARK", True),
     (0x3007, "IDEOGRAPHIC NUMBER ZERO", True), (0x3008, "LEFT ANGLE BRACKET", False),
@@ -125,11 +125,11 @@ def test_a_joiner_after_a_segmented_piece_extends_that_piece():
     assert scan("a กข\u200dx", segment) == ([(0, 1), (2, 3), (3, 6)], [])
 
 
-
 def test_a_combining_mark_from_outside_the_block_stays_inside_a_thai_run():
     # U+0301 COMBINING ACUTE ACCENT is not Thai, but a mark belongs to the letter before it, so
     # ก + U+0301 + ข is one unsegmented run, not ก´ | ข.
     assert scan("\u0e01\u0301\u0e02") == ([(0, 3)], [])
+
 
 # -- xlmr/tokenizer.py -----------------------------------------------------------------------------
 
