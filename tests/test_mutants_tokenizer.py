@@ -117,6 +117,15 @@ def test_controls_that_are_spaces_and_zero_width_joiners_at_the_edges():
     assert scan("a\u200d b") == ([(0, 1), (3, 4)], [(1, 2)])
 
 
+def test_a_hyphen_or_apostrophe_joins_only_when_a_letter_follows_it_even_at_the_end():
+    # Jean-L and l'a end on the one letter after the joiner: one word. A joiner that ends the
+    # text, or stands before a space, joins nothing and is a word of its own.
+    assert scan("Jean-L") == ([(0, 6)], [])
+    assert scan("l'a") == ([(0, 3)], [])
+    assert scan("Jean-") == ([(0, 4), (4, 5)], [])
+    assert scan("Jean- L") == ([(0, 4), (4, 5), (6, 7)], [])
+
+
 def test_a_joiner_after_a_segmented_piece_extends_that_piece():
     # Thai cut by a segmenter into ก | ข; a zero-width joiner and x after the run join the last
     # piece (the joiner is inside the word, not skipped). Words before it stay as they were.

@@ -12,7 +12,8 @@ import torch.nn.functional as F
 
 from loaders.align import IGNORE, align_labels, align_soft_labels
 from loaders.collate import PaddingCollator
-from xlmr.model import soft_cross_entropy
+from xlmr.config import XLMRConfig
+from xlmr.model import XLMRForTokenClassification, soft_cross_entropy
 
 
 def test_the_loss_by_hand():
@@ -78,3 +79,19 @@ def test_the_collator_stacks_rows_in_the_order_the_loss_reads_them():
     logits = torch.randn(3, batch["input_ids"].shape[1], 4)
     hard = F.cross_entropy(logits.flatten(0, 1), batch["labels"].flatten(), ignore_index=IGNORE, reduction="sum")
     assert float(soft_cross_entropy(logits, batch["labels"], batch["soft_labels"])) == pytest.approx(float(hard))
+
+
+def test_the_model_loss_takes_soft_targets_for_a_linear_head_summed_only():
+    torch.manual_seed(2)
+    linear, crf = (XLMRForTokenClassification(XLMRConfig(vocab_size=16, hidden_size=8, num_hidden_layers=0,
+                                                         num_attention_heads=2, intermediate_size=8, head=head))
+                   for head in ("linear", "crf"))
+    logits = torch.randn(1, 4, 7)
+    labels = torch.tensor([[IGNORE, 3, 0, IGNORE]])
+    targets = torch.softmax(torch.randn(2, 7), -1)
+    expected = -(targets * logits[0, 1:3].log_softmax(-1)).sum()
+    assert linear.loss(logits, labels, reduction="sum", targets=targets).item() == pytest.approx(expected.item())
+    with pytest.raises(ValueError, match="soft targets train a linear head with reduction='sum'"):
+        linear.loss(logits, labels, reduction="mean", targets=targets)
+    with pytest.raises(ValueError, match="soft targets train a linear head"):
+        crf.loss(logits, labels, reduction="sum", targets=targets)

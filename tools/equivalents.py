@@ -28,13 +28,14 @@ EQUIVALENT = {
         68: (85, "0", "the walk back stops at <s> (word_ids[0] is never w) before first reaches 0"),
     },
     "loaders/align.py": {
-        11: (36, "0", "all names equal the first iff they all equal the last"),
-        15: (38, "0", "the line above has checked that every split's names are equal"),
-        27: (62, "1000", "Dataset.map's batch size: the function encodes each sentence on its own"),
-        28: (62, "1000", "Dataset.map's batch size: the function encodes each sentence on its own"),
+        15: (44, "0", "all names equal the first iff they all equal the last"),
+        19: (46, "0", "the line above has checked that every split's names are equal"),
+        33: (72, "1000", "Dataset.map's batch size: the function encodes each sentence on its own"),
+        34: (72, "1000", "Dataset.map's batch size: the function encodes each sentence on its own"),
     },
     "loaders/collate.py": {
-        13: (30, "0", "a batch's rows come from one dataset and have the same columns: first or last alike"),
+        13: (32, "0", "a batch's rows come from one dataset and have the same columns: first or last alike"),
+        30: (42, "0", "a batch's rows come from one dataset and have the same columns: first or last alike"),
     },
     "xlmr/decoding.py": {
         4: (44, "1e4", "any finite penalty far beyond a sentence's spread of log-probabilities decodes alike"),
