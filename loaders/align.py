@@ -32,9 +32,9 @@ def align_labels(word_ids: list[int | None], word_labels: list[int], word_heads:
 def align_soft_labels(word_ids: list[int | None], word_heads: list[int], word_probs: list[list[float]]
                       ) -> list[list[float]]:
     """Soft targets on the heads: each labelled token's distribution over the labels, in token
-    order, (n_labelled, C); the rows line up with the positions `align_labels` does not set to -100."""
-    return [word_probs[w] for w, h in sorted(enumerate(word_heads), key=lambda wh: wh[1])
-            if alignment.owns_head(word_ids, word_heads, w)]
+    order, (n_labelled, C); the rows line up with the positions `align_labels` does not set to -100.
+    Word order is token order: a later word's head never comes before an earlier one's."""
+    return [word_probs[w] for w in range(len(word_heads)) if alignment.owns_head(word_ids, word_heads, w)]
 
 
 def label_names(ds) -> list[str]:

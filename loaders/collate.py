@@ -40,12 +40,8 @@ class PaddingCollator:
         if labels is not None:
             batch["labels"] = labels
         if "soft_labels" in features[0]:  # (n_labelled, C): the rows in the order labels != -100 reads them
-            C = _classes(features)
-            batch["soft_labels"] = torch.cat([torch.tensor(f["soft_labels"], dtype=torch.float32).reshape(
-                len(f["soft_labels"]), C) for f in features])
+            rows = [row for f in features for row in f["soft_labels"]]
+            # No labelled token in the batch: (0, 1) broadcasts against the (0, C) it meets in the loss.
+            batch["soft_labels"] = torch.tensor(rows, dtype=torch.float32) if rows else torch.zeros(0, 1)
         return {k: v.pin_memory() for k, v in batch.items()} if self.pin_memory else batch
 
-
-def _classes(features: list[dict]) -> int:
-    """The label count of a batch's soft targets (a sentence may have no labelled token)."""
-    return next((len(f["soft_labels"][0]) for f in features if f["soft_labels"]), 0)

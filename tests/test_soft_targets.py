@@ -79,6 +79,9 @@ def test_the_collator_stacks_rows_in_the_order_the_loss_reads_them():
     logits = torch.randn(3, batch["input_ids"].shape[1], 4)
     hard = F.cross_entropy(logits.flatten(0, 1), batch["labels"].flatten(), ignore_index=IGNORE, reduction="sum")
     assert float(soft_cross_entropy(logits, batch["labels"], batch["soft_labels"])) == pytest.approx(float(hard))
+    # A batch without a labelled token: no rows, and a loss of 0, as the hard one.
+    empty = PaddingCollator()([features[2], {**features[2], "input_ids": [0, 14, 2], "labels": [IGNORE] * 3}])
+    assert float(soft_cross_entropy(torch.randn(2, 3, 4), empty["labels"], empty["soft_labels"])) == 0.0
 
 
 def test_the_model_loss_takes_soft_targets_for_a_linear_head_summed_only():

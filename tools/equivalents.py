@@ -28,14 +28,15 @@ EQUIVALENT = {
         68: (85, "0", "the walk back stops at <s> (word_ids[0] is never w) before first reaches 0"),
     },
     "loaders/align.py": {
-        15: (44, "0", "all names equal the first iff they all equal the last"),
-        19: (46, "0", "the line above has checked that every split's names are equal"),
-        33: (72, "1000", "Dataset.map's batch size: the function encodes each sentence on its own"),
-        34: (72, "1000", "Dataset.map's batch size: the function encodes each sentence on its own"),
+        13: (44, "0", "all names equal the first iff they all equal the last"),
+        17: (46, "0", "the line above has checked that every split's names are equal"),
+        31: (72, "1000", "Dataset.map's batch size: the function encodes each sentence on its own"),
+        32: (72, "1000", "Dataset.map's batch size: the function encodes each sentence on its own"),
     },
     "loaders/collate.py": {
         13: (32, "0", "a batch's rows come from one dataset and have the same columns: first or last alike"),
         30: (42, "0", "a batch's rows come from one dataset and have the same columns: first or last alike"),
+        33: (45, "0", "no labelled token: a (1, 1) of zeros broadcasts against the loss's (0, C) as (0, 1) does"),
     },
     "xlmr/decoding.py": {
         4: (44, "1e4", "any finite penalty far beyond a sentence's spread of log-probabilities decodes alike"),

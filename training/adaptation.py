@@ -40,6 +40,7 @@ from loaders.conll import NerDataError
 from loaders.data import ner_data
 from loaders.nerfiles import relabel
 from loaders.unlabeled import UnlabeledText, read_unlabeled
+from xlmr.config import XLMRConfig
 from xlmr.tokenizer import XLMRTokenizer
 from xlmr.weights import checkpoint_config, is_ours, tokenizer_file_in
 
@@ -103,9 +104,13 @@ class AdaptationData:
             raise RunError("--teacher needs --output-dir (the student's folder; never the teacher's)")
         if run_folder(cfg).resolve() == Path(cfg.teacher).resolve():
             raise RunError(f"--output-dir {run_folder(cfg)} is the teacher's folder; the student needs its own")
-        if cfg.adapt_targets == "soft" and "crf" in (cfg.head, checkpoint_config(Path(cfg.teacher)).get("head")):
-            raise RunError("adapt_targets=soft trains the per-token cross-entropy against the teacher's "
-                           "distributions; a CRF head's likelihood scores whole tag paths: use adapt_targets=hard")
+        if cfg.adapt_targets == "soft":
+            teacher_head = XLMRConfig.from_dict(checkpoint_config(Path(cfg.teacher)), str(cfg.teacher)).head
+            for head in (cfg.head, teacher_head):
+                if not XLMRConfig(head=head).loss_per_token:
+                    raise RunError(f"adapt_targets=soft trains a cross-entropy per word against the teacher's "
+                                   f"distributions; the {head} head's loss scores whole tag paths: use "
+                                   f"adapt_targets=hard")
         names = [Path(f).stem for f in cfg.unlabeled_file]
         if len(set(names)) < len(names):
             raise RunError(f"--unlabeled-file: two files share a name ({', '.join(names)}); a file's name is its "
