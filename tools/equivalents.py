@@ -47,7 +47,7 @@ EQUIVALENT = {
         130: (174, "-1", "best is (B, C): dimension 1 is the last"),
     },
     "xlmr/model.py": {
-        7: (213, "-1", "the labelled logits are (n_labelled, C): dimension 1 is the last"),
+        7: (212, "-1", "the labelled logits are (n_labelled, C): dimension 1 is the last"),
     },
     "xlmr/crf.py": {
         8: (32, "1", "only for a batch of no sentences (B = 0), where every tensor is empty whatever N is"),

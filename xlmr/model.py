@@ -207,9 +207,8 @@ def cross_entropy(logits: torch.Tensor, labels: torch.Tensor, reduction: str = "
 
 
 def soft_cross_entropy(logits: torch.Tensor, labels: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-    """In fp32, the summed cross-entropy against distributions at the tokens whose label is not
-    -100: logits (B, T, C), labels (B, T), targets (n_labelled, C) in the order the mask reads them
-    (row by row) -> a scalar. With one-hot targets it equals cross_entropy's sum."""
+    """The summed fp32 cross-entropy against distributions at the tokens labelled (not -100): logits (B, T, C),
+    labels (B, T), targets (n_labelled, C) in the mask's row-by-row order -> a scalar; one-hot = the hard sum."""
     log_probs = logits.float()[labels != IGNORE_INDEX].log_softmax(-1)  # (n_labelled, C)
     return -(targets * log_probs).sum()
 
@@ -268,10 +267,9 @@ class XLMRForTokenClassification(nn.Module):
     # tagger and the service all call these two.
     def loss(self, logits: torch.Tensor, labels: torch.Tensor, reduction: str = "mean",
              targets: torch.Tensor | None = None) -> torch.Tensor:
-        """`cross_entropy` over the tokens whose label is not -100. With a CRF, "sum" and "mean" are
-        its negative log-likelihood over the sentences (divided by the labelled tokens); "none" is
-        the per-token cross-entropy, which `eval.py errors` ranks words by. `targets` (n_labelled,
-        C), an adaptation's soft targets, replace the labels' one-hot ones (a linear head; "sum")."""
+        """`cross_entropy` over the tokens whose label is not -100. With a CRF, "sum" and "mean" are its
+        negative log-likelihood over the sentences (divided by the labelled tokens); "none" is the per-token
+        cross-entropy, which `eval.py errors` ranks words by. `targets` (n_labelled, C): soft targets."""
         if targets is not None:
             if self.crf is not None or reduction != "sum":
                 raise ValueError("soft targets train a linear head with reduction='sum'")
