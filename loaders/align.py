@@ -29,14 +29,6 @@ def align_labels(word_ids: list[int | None], word_labels: list[int], word_heads:
     return labels
 
 
-def align_soft_labels(word_ids: list[int | None], word_heads: list[int], word_probs: list[list[float]]
-                      ) -> list[list[float]]:
-    """Soft targets on the heads: each labelled token's distribution over the labels, in token
-    order, (n_labelled, C); the rows line up with the positions `align_labels` does not set to -100.
-    Word order is token order: a later word's head never comes before an earlier one's."""
-    return [word_probs[w] for w in range(len(word_heads)) if alignment.owns_head(word_ids, word_heads, w)]
-
-
 def label_names(ds) -> list[str]:
     """The label list of a Dataset (or of a DatasetDict's splits, which must agree)."""
     splits = list(ds.values()) if isinstance(ds, DatasetDict) else [ds]
@@ -48,8 +40,7 @@ def label_names(ds) -> list[str]:
 
 def encode_ner(ds: DatasetDict, tokenizer: XLMRTokenizer, max_length: int = 512, unspaced: str = "runs") -> DatasetDict:
     """Adds input_ids, labels, word_ids (-1 for special tokens) and word_heads (the token that
-    carries each word's label) and word_glued (its piece has no '▁'; see Encoding) to every split,
-    and soft_labels (align_soft_labels) where a split has soft_tags. Runs of Han/kana words are tokenised
+    carries each word's label) and word_glued (its piece has no '▁'; see Encoding) to every split. Runs of Han/kana words are tokenised
     as one string unless unspaced="words"; a piece then carries the tag of the word it starts in.
     Sentences longer than max_length are truncated, never dropped, and counted in a warning."""
     label_names(ds)  # the splits must agree on their labels
@@ -65,8 +56,7 @@ def encode_ner(ds: DatasetDict, tokenizer: XLMRTokenizer, max_length: int = 512,
             "word_ids": [[-1 if w is None else w for w in e.word_ids] for e in encodings],
             "word_heads": [e.word_heads for e in encodings],
             "word_glued": [e.word_glued for e in encodings],
-        } | ({"soft_labels": [align_soft_labels(e.word_ids, e.word_heads, probs)
-                              for e, probs in zip(encodings, batch["soft_tags"])]} if "soft_tags" in batch else {})
+        }
 
     # No cache: the truncation count is gathered as the function runs.
     encoded = ds.map(encode, batched=True, batch_size=1000, load_from_cache_file=False)

@@ -12,8 +12,6 @@ class PaddingCollator:
     """Pads input_ids with <pad> (1), labels with -100 and builds the attention mask; each row's
     real tokens come first (the model's `lengths` argument relies on it).
     `pad_to_multiple_of=8` rounds the length up, which tensor cores prefer on GPUs.
-    Soft targets (an adaptation's `soft_labels`, one row per labelled token) are stacked
-    sentence after sentence into (n_labelled, C), the order `logits[labels != -100]` reads.
     `pin_memory=True` (for a GPU: runtime.devices.pins_batches) returns page-locked tensors, so
     that `.to(device, non_blocking=True)` copies them without waiting."""
 
@@ -39,9 +37,4 @@ class PaddingCollator:
         batch = {"input_ids": input_ids, "attention_mask": attention_mask}
         if labels is not None:
             batch["labels"] = labels
-        if "soft_labels" in features[0]:  # (n_labelled, C): the rows in the order labels != -100 reads them
-            rows = [row for f in features for row in f["soft_labels"]]
-            # No labelled token in the batch: (0, 1) broadcasts against the (0, C) it meets in the loss.
-            batch["soft_labels"] = torch.tensor(rows, dtype=torch.float32) if rows else torch.zeros(0, 1)
         return {k: v.pin_memory() for k, v in batch.items()} if self.pin_memory else batch
-

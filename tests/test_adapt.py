@@ -1,9 +1,8 @@
 """Adaptation to unlabeled text (`train_loop.py --teacher ... --unlabeled-file ...`) on the tiny
 model and the real vocabulary: the teacher's tags checked against its tagger and against
 transformers, the student a loadable checkpoint with the teacher's labels (PAN-X's, or a user's
-own), the counts of what was read and used, the resumable targets, soft targets (the teacher's
-distributions, checked against its tagger's probabilities and against the hard loss on one-hot
-rows), and bad input named by file:line before anything slow."""
+own), the counts of what was read and used, the resumable targets, and bad input named by
+file:line before anything slow."""
 from __future__ import annotations
 
 import hashlib
@@ -27,7 +26,6 @@ from loaders.unlabeled import read_unlabeled
 from tests.tiny import confident_checkpoint, hf_first_subword_tags, lookup_model, run_args, tiny_checkpoint
 from training import TrainConfig
 from training.pseudo_labels import sentence_confidence, tag_sentences
-from xlmr import alignment
 from xlmr.tagger import Tagger
 from xlmr.tokenizer import XLMRTokenizer
 from xlmr.weights import export_hf, load_model
@@ -153,57 +151,6 @@ def test_resume_trains_on_the_saved_targets(adapted, teacher, texts, tmp_path, c
     assert "pseudo-labels.jsonl is missing" in capsys.readouterr().err
 
 
-def test_each_word_carries_the_teachers_distribution(adapted, teacher, texts, tokenizer):
-    """Every record's probabilities: a distribution per word; on the sw lines the probability of
-    the chosen tag is the one the teacher's tagger reports for each word that owns its head, and a
-    word inside another's piece reads that piece's distribution."""
-    _, records = adapted
-    labels = list(load_model(teacher).config.id2label.values())
-    for r in records:
-        assert len(r["probs"]) == len(r["tokens"])
-        assert all(sum(p) == pytest.approx(1, abs=1e-3) and len(p) == len(labels) for p in r["probs"])
-    sw = [r for r in records if r["lang"] == "sw"]
-    lines = texts["sw"].read_text(encoding="utf-8").splitlines()
-    tagger = Tagger(load_model(teacher), tokenizer)
-    inside = 0
-    for r, tagged in zip(sw, tagger([lines[r["line"] - 1] for r in sw])):
-        enc = tokenizer.encode_words_batch([r["tokens"]], unspaced="runs")[0]  # as the run encoded them
-        for w, (p, t) in enumerate(zip(r["probs"], r["tags"])):
-            if alignment.owns_head(enc.word_ids, enc.word_heads, w):
-                assert p[labels.index(t)] == pytest.approx(tagged.word_scores[w], abs=1e-4)
-            else:
-                assert p == r["probs"][enc.word_ids[enc.word_heads[w]]]
-                inside += 1
-    assert inside  # the case was met
-
-
-@pytest.fixture(scope="module")
-def soft_student(teacher, texts, tmp_path_factory):
-    out = tmp_path_factory.mktemp("soft") / "student"
-    assert train_loop.main(adapt_args(teacher, texts, out, "--set", "adapt_targets=soft",
-                                      "--set", "adapt_mix_source=8")) == 0
-    return out
-
-
-def test_soft_targets_train_another_student(adapted, soft_student):
-    """The same teacher, sentences and seed as the hard run, and other weights: the distributions,
-    not the tags, trained it; the labelled source sentences mixed in take one-hot rows."""
-    hard, _ = adapted
-    results = json.loads((soft_student / "results.json").read_text())
-    assert results["adaptation"]["targets"].startswith("soft:")
-    assert results["adaptation"]["source"]["mixed_sentences"] == 8
-    a, b = load_file(hard / "model.safetensors"), load_file(soft_student / "model.safetensors")
-    assert any(not torch.equal(a[k], b[k]) for k in a)
-    assert not math.isnan(results["test_f1"]["de"])
-
-
-def test_soft_targets_refuse_a_crf_head(teacher, texts, tmp_path, capsys):
-    assert train_loop.main(adapt_args(teacher, texts, tmp_path / "out", "--head", "crf",
-                                      "--set", "adapt_targets=soft")) == 1
-    assert "use adapt_targets=hard" in capsys.readouterr().err
-    assert not (tmp_path / "out" / "pseudo-labels.jsonl").exists()
-
-
 @pytest.mark.slow
 def test_teacher_tags_match_transformers(teacher, texts, tmp_path):
     """The book's alignment and decoding (each word's first piece, argmax), so transformers'
@@ -212,7 +159,7 @@ def test_teacher_tags_match_transformers(teacher, texts, tmp_path):
 
     sentences = read_unlabeled(texts["sw"]).tokens[:20] + read_unlabeled(texts["zh"]).tokens[:10]
     cfg = TrainConfig(decode="argmax", unspaced="words", amp="off", device="cpu", no_progress=True)
-    tags, _, _, _ = tag_sentences(teacher, sentences, XLMRTokenizer(teacher), cfg)
+    tags, _, _ = tag_sentences(teacher, sentences, XLMRTokenizer(teacher), cfg)
     export_hf(load_model(teacher), tmp_path / "hf", tokenizer_file=teacher / "sentencepiece.bpe.model")
     hf = AutoModelForTokenClassification.from_pretrained(tmp_path / "hf").eval()
     tok = AutoTokenizer.from_pretrained(tmp_path / "hf")

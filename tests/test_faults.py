@@ -229,7 +229,7 @@ def run(tiny, small_panx, tmp_path_factory):
 
 def step(run, b: int):
     batches = epoch_batches(run.cfg, run.lengths, 0, run.shares)
-    columns = (list(run.train_set["input_ids"]), list(run.train_set["labels"]), None)
+    columns = (list(run.train_set["input_ids"]), list(run.train_set["labels"]))
     return loop.train_step(run, batches[b], columns, PaddingCollator())
 
 

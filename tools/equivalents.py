@@ -28,15 +28,13 @@ EQUIVALENT = {
         68: (85, "0", "the walk back stops at <s> (word_ids[0] is never w) before first reaches 0"),
     },
     "loaders/align.py": {
-        13: (44, "0", "all names equal the first iff they all equal the last"),
-        17: (46, "0", "the line above has checked that every split's names are equal"),
-        31: (72, "1000", "Dataset.map's batch size: the function encodes each sentence on its own"),
-        32: (72, "1000", "Dataset.map's batch size: the function encodes each sentence on its own"),
+        11: (36, "0", "all names equal the first iff they all equal the last"),
+        15: (38, "0", "the line above has checked that every split's names are equal"),
+        27: (62, "1000", "Dataset.map's batch size: the function encodes each sentence on its own"),
+        28: (62, "1000", "Dataset.map's batch size: the function encodes each sentence on its own"),
     },
     "loaders/collate.py": {
-        13: (32, "0", "a batch's rows come from one dataset and have the same columns: first or last alike"),
-        30: (42, "0", "a batch's rows come from one dataset and have the same columns: first or last alike"),
-        33: (45, "0", "no labelled token: a (1, 1) of zeros broadcasts against the loss's (0, C) as (0, 1) does"),
+        13: (30, "0", "a batch's rows come from one dataset and have the same columns: first or last alike"),
     },
     "xlmr/decoding.py": {
         4: (44, "1e4", "any finite penalty far beyond a sentence's spread of log-probabilities decodes alike"),
@@ -45,9 +43,6 @@ EQUIVALENT = {
         57: (111, "self.prior = prior", "nothing in the project reads TagDecoder.prior (the penalties hold it)"),
         72: (129, "-1", "scores are (n_words, C): dimension 1 is the last"),
         130: (174, "-1", "best is (B, C): dimension 1 is the last"),
-    },
-    "xlmr/model.py": {
-        7: (212, "-1", "the labelled logits are (n_labelled, C): dimension 1 is the last"),
     },
     "xlmr/crf.py": {
         8: (32, "1", "only for a batch of no sentences (B = 0), where every tensor is empty whatever N is"),

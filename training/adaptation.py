@@ -10,12 +10,9 @@ prior, the final test and results.json. In order:
 1. each unlabeled file is read (loaders/unlabeled.py) and a seeded sample of at most
    `adapt_sentences` of its sentences drawn, so a large file cannot drown the others;
 2. the teacher tags them (training/pseudo_labels.py): its labels, its alignment, its decoding;
-   the tags, each word's probabilities and each sentence's confidence are saved in the run
-   folder, and --resume reuses them;
+   the tags and each sentence's confidence are saved in the run folder, and --resume reuses them;
 3. the training set: the sentences whose confidence reaches `adapt_min_confidence`, and
-   `adapt_mix_source` sentences of the teacher's own labelled training data (seeded); with
-   `adapt_targets=soft` each word carries the teacher's distribution (`soft_tags`, one-hot for
-   a source sentence), which loaders/align.py puts on the word's head and the loss reads;
+   `adapt_mix_source` sentences of the teacher's own labelled training data (seeded);
 4. validation, which picks the best epoch and the prior's weight, is the teacher's source
    validation set alone: no target-language text is ever used to choose anything.
 
@@ -40,7 +37,6 @@ from loaders.conll import NerDataError
 from loaders.data import ner_data
 from loaders.nerfiles import relabel
 from loaders.unlabeled import UnlabeledText, read_unlabeled
-from xlmr.config import XLMRConfig
 from xlmr.tokenizer import XLMRTokenizer
 from xlmr.weights import checkpoint_config, is_ours, tokenizer_file_in
 
@@ -49,10 +45,7 @@ from .config import RunError, TrainConfig, default_of
 
 SOURCE_FLAGS = ("langs", "data_dir", "full_splits", "train_file", "validation_file")
 SUMMARY = "adaptation.json"
-SOFT_TAGS = Sequence(Sequence(Value("float32")))  # (n_words, C): each word's distribution over the labels
-TARGETS = {"hard": "the teacher's word tags, as its decoding chose them (Viterbi with its tag-transition prior)",
-           "soft": "the teacher's probabilities over the labels at each word's head (before decoding); "
-                   "source sentences one-hot"}
+TARGETS = "hard: the teacher's word tags, as its decoding chose them (Viterbi with its tag-transition prior)"
 
 
 def recorded_source(cfg: TrainConfig) -> dict:
@@ -104,13 +97,6 @@ class AdaptationData:
             raise RunError("--teacher needs --output-dir (the student's folder; never the teacher's)")
         if run_folder(cfg).resolve() == Path(cfg.teacher).resolve():
             raise RunError(f"--output-dir {run_folder(cfg)} is the teacher's folder; the student needs its own")
-        if cfg.adapt_targets == "soft":
-            teacher_head = XLMRConfig.from_dict(checkpoint_config(Path(cfg.teacher)), str(cfg.teacher)).head
-            for head in (cfg.head, teacher_head):
-                if not XLMRConfig(head=head).loss_per_token:
-                    raise RunError(f"adapt_targets=soft trains a cross-entropy per word against the teacher's "
-                                   f"distributions; the {head} head's loss scores whole tag paths: use "
-                                   f"adapt_targets=hard")
         names = [Path(f).stem for f in cfg.unlabeled_file]
         if len(set(names)) < len(names):
             raise RunError(f"--unlabeled-file: two files share a name ({', '.join(names)}); a file's name is its "
@@ -137,12 +123,8 @@ class AdaptationData:
         source = self.source.training()
         validation = relabel(source["validation"], labels, f"the teacher's validation data ({_said(self.flags)})")
         features = Features({"tokens": Sequence(Value("string")), "ner_tags": Sequence(ClassLabel(names=labels))})
-        columns = {"tokens": [r["tokens"] for r in kept],
-                   "ner_tags": [[labels.index(t) for t in r["tags"]] for r in kept]}
-        if cfg.adapt_targets == "soft":
-            features = Features({**features, "soft_tags": SOFT_TAGS})
-            columns["soft_tags"] = [r["probs"] for r in kept]
-        train = Dataset.from_dict(columns, features=features)
+        train = Dataset.from_dict({"tokens": [r["tokens"] for r in kept],
+                                   "ner_tags": [[labels.index(t) for t in r["tags"]] for r in kept]}, features=features)
         mixed = self._source_sample(source["train"], labels, features)
         if mixed is not None:
             train = concatenate_datasets([train, mixed])
@@ -176,10 +158,10 @@ class AdaptationData:
             raise RunError(f"--resume: {path} is missing; the run's targets cannot be rebuilt exactly")
         sample = [(text, k) for text in self.texts for k in self._sampled(text)]
         print(f"teacher {cfg.teacher}: tagging {len(sample)} sentences of {len(self.texts)} file(s)")
-        tags, probs, confidence, how = pseudo_labels.tag_sentences(Path(cfg.teacher), [t.tokens[k] for t, k in sample],
+        tags, confidence, how = pseudo_labels.tag_sentences(Path(cfg.teacher), [t.tokens[k] for t, k in sample],
                                                             self.tokenizer, cfg)
-        records = [{"lang": text.name, "line": text.lines[k], "tokens": text.tokens[k], "tags": tg, "probs": pr,
-                    "confidence": c} for (text, k), tg, pr, c in zip(sample, tags, probs, confidence)]
+        records = [{"lang": text.name, "line": text.lines[k], "tokens": text.tokens[k], "tags": tg, "confidence": c}
+                   for (text, k), tg, c in zip(sample, tags, confidence)]
         pseudo_labels.save(path, made_with, how, records)
         return records, {**how, "reused": False}
 
@@ -197,11 +179,7 @@ class AdaptationData:
             return None
         keep = np.sort(np.random.default_rng(self.cfg.seed).permutation(len(train))[:n])
         sample = relabel(train.select(keep), labels, f"the teacher's training data ({_said(self.flags)})")
-        sample = sample.select_columns(["tokens", "ner_tags"])
-        if "soft_tags" in features:  # a labelled sentence's distribution is its gold tag, certain
-            sample = sample.map(lambda r: {"soft_tags": [[float(c == t) for c in range(len(labels))]
-                                                         for t in r["ner_tags"]]})
-        return sample.cast(features)
+        return sample.select_columns(["tokens", "ner_tags"]).cast(features)
 
     def _made_with(self) -> dict:
         """Everything the teacher's tags depend on: the teacher (its files' sizes and times), the
@@ -213,8 +191,7 @@ class AdaptationData:
                  for t in self.texts}
         return {"teacher": str(teacher.resolve()), "teacher_files": stamp, "files": files,
                 "adapt_sentences": cfg.adapt_sentences, "seed": cfg.seed, "max_length": cfg.max_length,
-                "unspaced": cfg.unspaced, "decode": cfg.decode, "amp": cfg.amp,
-                "format": pseudo_labels.FORMAT}
+                "unspaced": cfg.unspaced, "decode": cfg.decode, "amp": cfg.amp}
 
     def _write_summary(self, records: list[dict], kept: list[dict], mixed: int, how: dict) -> None:
         per_file = {}
@@ -223,8 +200,7 @@ class AdaptationData:
             per_file[text.name] = {"path": str(text.path), "sentences": len(text.tokens), "skipped_lines": text.skipped,
                                    "tagged": len(tagged), "used": sum(r["lang"] == text.name for r in kept)}
         write_json_atomic(run_folder(self.cfg) / SUMMARY, {
-            "teacher": self.cfg.teacher, "student_start": self.cfg.model,
-            "targets": f"{self.cfg.adapt_targets}: {TARGETS[self.cfg.adapt_targets]}",
+            "teacher": self.cfg.teacher, "student_start": self.cfg.model, "targets": TARGETS,
             "sentences_per_language_cap": self.cfg.adapt_sentences, "min_confidence": self.cfg.adapt_min_confidence,
             "languages": per_file, "used_sentences": len(kept),
             "source": {**self.flags, "mixed_sentences": mixed}, "tagging": how})

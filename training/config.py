@@ -99,9 +99,6 @@ class TrainConfig:
                                    "large file cannot drown the other languages; 0 = all")
     adapt_min_confidence: float = setting(0.0, "with --teacher: train on a sentence only if the teacher gives each "
                                           "of its words' tags at least this probability")
-    adapt_targets: str = setting("hard", "with --teacher: hard = the teacher's decoded word tags; soft = its "
-                                 "probabilities over the labels at each word's head (a linear head only)",
-                                 choices=("hard", "soft"))
     adapt_mix_source: int = setting(0, "with --teacher: sentences of the teacher's own labelled training data "
                                     "mixed in (seeded); 0 = none")
 

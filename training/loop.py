@@ -181,9 +181,8 @@ def train_step(run: Run, global_batch: list[int], columns, collate) -> Update:
     """One optimizer step on this process's share of a global batch, or a skip when its loss
     or gradient is not finite (then the schedule does not move either)."""
     cfg, device = run.cfg, run.device
-    input_ids, labels, soft = columns  # soft: an adaptation's soft targets per sentence, or None
-    micro_batches = [collate([{"input_ids": input_ids[i], "labels": labels[i]}
-                              | ({"soft_labels": soft[i]} if soft is not None else {}) for i in m])
+    input_ids, labels = columns
+    micro_batches = [collate([{"input_ids": input_ids[i], "labels": labels[i]} for i in m])
                      for m in shares(global_batch, run.world, cfg.grad_accum)[run.rank]]
     # Normalise by the labelled tokens of the whole global batch, so the gradient is the same
     # whatever the number of processes and micro-batches.
@@ -195,7 +194,7 @@ def train_step(run: Run, global_batch: list[int], columns, collate) -> Update:
         with run.ddp_model.no_sync() if (run.world > 1 and not sync) else torch.enable_grad():
             with autocast_for(device, run.amp_dtype):
                 logits, _ = run.ddp_model(mb["input_ids"], mb["attention_mask"])
-            loss_sum = run.model.loss(logits, mb["labels"], reduction="sum", targets=mb.get("soft_labels"))
+            loss_sum = run.model.loss(logits, mb["labels"], reduction="sum")
             # DDP averages gradients over processes; multiply back so the sum stays a sum.
             loss = loss_sum * run.world / n_labelled
             (run.scaler.scale(loss) if run.scaler else loss).backward()
@@ -213,8 +212,7 @@ def train_step(run: Run, global_batch: list[int], columns, collate) -> Update:
 def train_epoch(run: Run, epoch: int, stop: StopSignals) -> None:
     cfg, state = run.cfg, run.state
     batches = epoch_batches(cfg, run.lengths, epoch, run.shares)
-    columns = (list(run.train_set["input_ids"]), list(run.train_set["labels"]),  # read once: Arrow rows are slow
-               list(run.train_set["soft_labels"]) if "soft_labels" in run.train_set.column_names else None)
+    columns = (list(run.train_set["input_ids"]), list(run.train_set["labels"]))  # read once: Arrow rows are slow
     collate = PaddingCollator(pad_to_multiple_of=bucket_multiple(run.model))  # compiled: a few lengths only
     run.model.train()
     bar = tqdm(total=len(batches), initial=state.batch, desc=f"epoch {epoch + 1}/{cfg.epochs}",

@@ -3,8 +3,7 @@
 The teacher tags as `eval.py` does: the sentences are encoded with its tokenizer and alignment
 (each word read at its head, xlmr/alignment.py), scored without gradients and decoded by its
 head's decoding, Viterbi with its tag-transition prior by default (evaluation/predict.py). The
-hard targets are the word tags the teacher would print; the soft ones (`adapt_targets=soft`) are
-its probabilities over the labels at each word's head, before decoding.
+tags are hard targets: the word tags the teacher would print.
 
 A sentence's confidence is its least sure word: the lowest probability the teacher gives the tag
 it chose for a word (at the word's head). Where a glued piece continues an entity, decoding
@@ -33,7 +32,6 @@ from xlmr.weights import checkpoint_config, load_model
 from .config import RunError
 
 FILE = "pseudo-labels.jsonl"
-FORMAT = 2  # 2: each sentence's words carry their probabilities ("probs"); a file of format 1 is tagged again
 
 
 def checkpoint_labels(folder) -> list[str]:
@@ -59,26 +57,8 @@ def sentence_confidence(scores: torch.Tensor, tags: list[int], glued: list[bool]
     return float(log_p.min().exp())
 
 
-def word_probabilities(scores: torch.Tensor, heads: list[int], ids: list[int], word_heads: list[int],
-                       tags: list[int], n_labels: int) -> list[list[float]]:
-    """Each word's distribution over the labels, (n_words, C) as lists: the probabilities at the
-    head it reads (a word inside another's piece reads that piece's); a word cut off by truncation
-    has no scores, so its decoded tag counts as certain. scores: (n_heads, C) log-probabilities at
-    `heads`, the head positions in word order."""
-    row_of = {h: k for k, h in enumerate(heads)}
-    probs = scores.float().exp()
-    out = []
-    for w, tag in enumerate(tags):
-        k = row_of.get(word_heads[w])
-        out.append([round(float(p), 4) for p in probs[k]] if k is not None
-                   else [float(c == tag) for c in range(n_labels)])
-    return out
-
-
-def tag_sentences(teacher: Path, sentences: list[list[str]], tokenizer, cfg
-                  ) -> tuple[list[list[str]], list[list[list[float]]], list[float], dict]:
-    """(word tags, word probabilities, confidence) per sentence, and how they were made (device,
-    precision, seconds)."""
+def tag_sentences(teacher: Path, sentences: list[list[str]], tokenizer, cfg) -> tuple[list[list[str]], list[float], dict]:
+    """(word tags, confidence) per sentence, and how they were made (device, precision, seconds)."""
     t0 = time.perf_counter()
     labels = checkpoint_labels(teacher)
     device = torch.device(cfg.device or ("cuda" if torch.cuda.is_available() else "cpu"))
@@ -91,14 +71,12 @@ def tag_sentences(teacher: Path, sentences: list[list[str]], tokenizer, cfg
     inside = inside_ids(labels)
     either = not model.config.glued_pieces_labelled
     word_ids, word_heads = encoded["word_ids"], encoded["word_heads"]
-    tags, probs, confidence = [], [], []
+    tags, confidence = [], []
     for o, ids, heads in zip(outputs, word_ids, word_heads):
-        positions = alignment.head_positions(ids, heads)
-        head_tags = [int(o["pred"][h]) for h in positions]  # the decoded tags
+        head_tags = [int(o["pred"][h]) for h in alignment.head_positions(ids, heads)]  # the decoded tags
         confidence.append(sentence_confidence(o["scores"], head_tags, o["glued"], inside, either))
         tags.append([labels[t] for t in o["words"]])
-        probs.append(word_probabilities(o["scores"], positions, ids, heads, o["words"], len(labels)))
-    return tags, probs, confidence, {"device": str(device), "precision": why, "seconds": time.perf_counter() - t0}
+    return tags, confidence, {"device": str(device), "precision": why, "seconds": time.perf_counter() - t0}
 
 
 def save(path: Path, made_with: dict, how: dict, records: list[dict]) -> None:

@@ -84,12 +84,6 @@ class XLMRConfig:
         return self.hidden_size // self.num_attention_heads
 
     @property
-    def loss_per_token(self) -> bool:
-        """Whether the head's loss is a cross-entropy per labelled token, so that a distribution per
-        word can replace the tags (soft targets); a CRF's likelihood scores whole tag paths."""
-        return self.head == "linear"
-
-    @property
     def head_dropout(self) -> float:
         # Hugging Face falls back to the hidden dropout when classifier_dropout is unset.
         return self.hidden_dropout_prob if self.classifier_dropout is None else self.classifier_dropout

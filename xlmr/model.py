@@ -206,13 +206,6 @@ def cross_entropy(logits: torch.Tensor, labels: torch.Tensor, reduction: str = "
                            reduction=reduction).view(labels.shape if reduction == "none" else ())
 
 
-def soft_cross_entropy(logits: torch.Tensor, labels: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-    """The summed fp32 cross-entropy against distributions at the tokens labelled (not -100): logits (B, T, C),
-    labels (B, T), targets (n_labelled, C) in the mask's row-by-row order -> a scalar; one-hot = the hard sum."""
-    log_probs = logits.float()[labels != IGNORE_INDEX].log_softmax(-1)  # (n_labelled, C)
-    return -(targets * log_probs).sum()
-
-
 class XLMRForTokenClassification(nn.Module):
     """Encoder + dropout + linear head: one score per label for every token."""
 
@@ -265,15 +258,10 @@ class XLMRForTokenClassification(nn.Module):
 
     # The one loss and the one decoding of the project: training, prediction, the sweep, the
     # tagger and the service all call these two.
-    def loss(self, logits: torch.Tensor, labels: torch.Tensor, reduction: str = "mean",
-             targets: torch.Tensor | None = None) -> torch.Tensor:
-        """`cross_entropy` over the tokens whose label is not -100. With a CRF, "sum" and "mean" are its
-        negative log-likelihood over the sentences (divided by the labelled tokens); "none" is the per-token
-        cross-entropy, which `eval.py errors` ranks words by. `targets` (n_labelled, C): soft targets."""
-        if targets is not None:
-            if self.crf is not None or reduction != "sum":
-                raise ValueError("soft targets train a linear head with reduction='sum'")
-            return soft_cross_entropy(logits, labels, targets)
+    def loss(self, logits: torch.Tensor, labels: torch.Tensor, reduction: str = "mean") -> torch.Tensor:
+        """`cross_entropy` over the tokens whose label is not -100. With a CRF, "sum" and "mean" are
+        its negative log-likelihood over the sentences (divided by the labelled tokens); "none" is
+        the per-token cross-entropy, which `eval.py errors` ranks words by."""
         if self.crf is not None and reduction != "none":
             nll = self.crf.nll(*labelled_positions(logits.float(), labels)).sum()
             return nll if reduction == "sum" else nll / (labels != IGNORE_INDEX).sum().clamp(min=1)
