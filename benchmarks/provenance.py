@@ -23,6 +23,9 @@ ROOT = Path(__file__).resolve().parents[1]
 # The instructions that decide fp32, bf16 and int8 speed on x86 (/proc/cpuinfo's names).
 CPU_FLAGS = ("avx2", "avx512f", "avx512_bf16", "avx512_fp16", "avx512_vnni", "amx_tile", "amx_bf16", "amx_int8")
 LIBRARIES = ("transformers", "onnxruntime", "numpy")
+# Variables that cap the instructions the libraries use: set, they make a CPU run as a lesser one
+# (docs/speed.md imitates an AVX2-only CPU so), and its flags no longer say what ran.
+ISA_LIMITS = ("ATEN_CPU_CAPABILITY", "DNNL_MAX_CPU_ISA", "MKL_ENABLE_INSTRUCTIONS", "ONEDNN_MAX_CPU_ISA")
 
 
 def cpu_description() -> tuple[str, list[str]]:
@@ -69,6 +72,8 @@ def provenance(script: str, argv: list[str], device: torch.device | str = "cpu")
     record = {"date": datetime.now(timezone.utc).isoformat(timespec="seconds"), "commit": commit(),
               "cpu": name, "cpu_flags": flags, "threads": torch.get_num_threads(), "cores": os.cpu_count(),
               "gpu": torch.cuda.get_device_name(device) if device.type == "cuda" else None,
+              "isa_limits": {k: os.environ[k] for k in ISA_LIMITS if k in os.environ},
+              "aten_cpu_capability": torch.backends.cpu.get_cpu_capability(),
               "torch": torch.__version__, "command": command_line(script, argv)}
     for lib in LIBRARIES:
         try:
@@ -83,6 +88,9 @@ def summary(p: dict) -> str:
     hardware = p["gpu"] or f"{p['cpu']}, {p['threads']} threads"
     flags = p["cpu_flags"]  # a list; a sentence in files whose run did not record them
     flags = flags if isinstance(flags, str) else " ".join(flags) or "none of " + " ".join(CPU_FLAGS)
+    if p.get("isa_limits"):  # absent from files written before it was recorded
+        limits = " ".join(f"{k}={v}" for k, v in p["isa_limits"].items())
+        flags += f"; limited by {limits}, PyTorch's kernels {p['aten_cpu_capability']}"
     versions = ", ".join(f"{lib} {p[lib]}" for lib in ("torch", *LIBRARIES) if p.get(lib))
     notes = [v for k, v in p.items() if k.endswith("_note")]  # what a file filled in afterwards says of itself
     lines = [f"Measured {p['date']} on {hardware} (CPU flags: {flags}); {versions}.",

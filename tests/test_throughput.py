@@ -176,3 +176,20 @@ def test_no_grid_needs_pan_x(capsys):
     with pytest.raises(SystemExit):
         throughput.parse_args(["--no-grid"])
     assert "--no-grid leaves no cells without --data-dir" in capsys.readouterr().err
+
+
+def test_a_run_under_limited_instructions_says_so(monkeypatch):
+    """An imitated AVX2-only CPU keeps its AVX-512 flags in /proc/cpuinfo: the result must name
+    the variables that limited it, or its figures read as the full CPU's."""
+    from benchmarks.provenance import provenance, summary
+
+    for name in ("MKL_ENABLE_INSTRUCTIONS", "ONEDNN_MAX_CPU_ISA"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("DNNL_MAX_CPU_ISA", "AVX2")
+    monkeypatch.setenv("ATEN_CPU_CAPABILITY", "avx2")
+    p = provenance("benchmarks/trainer.py", [])
+    assert p["isa_limits"] == {"ATEN_CPU_CAPABILITY": "avx2", "DNNL_MAX_CPU_ISA": "AVX2"}
+    assert "limited by ATEN_CPU_CAPABILITY=avx2 DNNL_MAX_CPU_ISA=AVX2" in summary(p)
+    monkeypatch.delenv("DNNL_MAX_CPU_ISA")
+    monkeypatch.delenv("ATEN_CPU_CAPABILITY")
+    assert "limited by" not in summary(provenance("benchmarks/trainer.py", []))
