@@ -5,7 +5,14 @@ from torch.utils._python_dispatch import TorchDispatchMode
 
 from xlmr.config import XLMRConfig
 from xlmr.model import XLMRForTokenClassification
-from xlmr.dropout import LEVELS, drop_threshold, dropout
+import xlmr.dropout
+from xlmr.dropout import LEVELS, bernoulli_is_parallel, drop_threshold, dropout
+
+
+@pytest.fixture(autouse=True)
+def draws_one_at_a_time(monkeypatch):
+    """These tests are of the half-draw path, which an Intel CPU would not take."""
+    monkeypatch.setattr(xlmr.dropout, "bernoulli_is_parallel", lambda: False)
 
 
 def test_the_drop_rate_and_the_scale_are_those_of_the_16_bit_threshold():
@@ -82,3 +89,27 @@ def test_a_training_step_on_a_cpu_makes_no_per_element_bernoulli_draws():
         model(ids, mask, labels)[1].backward()
     assert "random_.default" in ops.names
     assert not any(name.startswith("bernoulli") or name.startswith("native_dropout") for name in ops.names), ops.names
+
+
+def test_where_pytorch_draws_in_parallel_its_own_dropout_is_kept(monkeypatch):
+    """On an Intel CPU F.dropout's Bernoulli draws are MKL's, split over the threads: no half draws."""
+    monkeypatch.setattr(xlmr.dropout, "bernoulli_is_parallel", lambda: True)
+    with Ops() as ops:
+        y = dropout(torch.ones(10_000), 0.1)
+    assert "random_.default" not in ops.names and any(n.startswith(("bernoulli", "native_dropout")) for n in ops.names)
+    assert 0.08 < (y == 0).float().mean().item() < 0.12
+
+
+@pytest.mark.parametrize("vendor, mkl, parallel", [("GenuineIntel", True, True), ("AuthenticAMD", True, False),
+                                                   ("GenuineIntel", False, False)])
+def test_the_vendor_and_mkl_decide_as_pytorch_does(monkeypatch, tmp_path, vendor, mkl, parallel):
+    real = xlmr.dropout.Path
+    info = tmp_path / "cpuinfo"
+    info.write_text(f"processor\t: 0\nvendor_id\t: {vendor}\nflags\t\t: avx2\n")
+    monkeypatch.setattr(xlmr.dropout, "Path", lambda p: real(info) if p == "/proc/cpuinfo" else real(p))
+    monkeypatch.setattr(torch.backends.mkl, "is_available", lambda: mkl)
+    bernoulli_is_parallel.cache_clear()
+    try:
+        assert bernoulli_is_parallel() is parallel
+    finally:
+        bernoulli_is_parallel.cache_clear()
