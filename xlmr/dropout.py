@@ -31,13 +31,13 @@ def drop_threshold(p: float) -> int:
 
 
 @functools.lru_cache(maxsize=None)
-def bernoulli_is_parallel() -> bool:
+def bernoulli_is_parallel(cpuinfo: str = "/proc/cpuinfo") -> bool:
     """Whether PyTorch's CPU Bernoulli draws take MKL's parallel generator here: an Intel CPU
-    (/proc/cpuinfo's vendor) and a PyTorch built with MKL, as its kernel decides."""
+    (`cpuinfo`'s vendor) and a PyTorch built with MKL, as its kernel decides."""
     if not torch.backends.mkl.is_available():
         return False
     try:
-        info = Path("/proc/cpuinfo").read_text(errors="replace")
+        info = Path(cpuinfo).read_text(errors="replace")
     except OSError:
         return False
     return any(line.split(":", 1)[-1].strip() == "GenuineIntel" for line in info.splitlines()
