@@ -10,9 +10,9 @@ prior, the final test and results.json. In order:
 1. each unlabeled file is read (loaders/unlabeled.py) and a seeded sample of at most
    `adapt_sentences` of its sentences drawn, so a large file cannot drown the others;
 2. the teacher tags them (training/pseudo_labels.py): its labels, its alignment, its decoding;
-   the tags and each sentence's confidence are saved in the run folder, and --resume reuses them;
-3. the training set: the sentences whose confidence reaches `adapt_min_confidence`, and
-   `adapt_mix_source` sentences of the teacher's own labelled training data (seeded);
+   the tags are saved in the run folder, and --resume reuses them;
+3. the training set: every tagged sentence, and `adapt_mix_source` sentences of the teacher's
+   own labelled training data (seeded), which keep the source language where the teacher had it;
 4. validation, which picks the best epoch and the prior's weight, is the teacher's source
    validation set alone: no target-language text is ever used to choose anything.
 
@@ -115,26 +115,21 @@ class AdaptationData:
         return pseudo_labels.checkpoint_labels(self.cfg.teacher)
 
     def training(self) -> DatasetDict:
-        labels, cfg = self.labels(), self.cfg
+        labels = self.labels()
         if not self.texts:
             self.check(training=True)
         records, how = self._pseudo_labels()
-        kept = [r for r in records if r["confidence"] >= cfg.adapt_min_confidence]
         source = self.source.training()
         validation = relabel(source["validation"], labels, f"the teacher's validation data ({_said(self.flags)})")
         features = Features({"tokens": Sequence(Value("string")), "ner_tags": Sequence(ClassLabel(names=labels))})
-        train = Dataset.from_dict({"tokens": [r["tokens"] for r in kept],
-                                   "ner_tags": [[labels.index(t) for t in r["tags"]] for r in kept]}, features=features)
+        train = Dataset.from_dict({"tokens": [r["tokens"] for r in records],
+                                   "ner_tags": [[labels.index(t) for t in r["tags"]] for r in records]}, features=features)
         mixed = self._source_sample(source["train"], labels, features)
         if mixed is not None:
             train = concatenate_datasets([train, mixed])
-        if not len(train):
-            raise RunError(f"no training sentences: none of the {len(records)} tagged reaches "
-                           f"adapt_min_confidence={cfg.adapt_min_confidence}, and adapt_mix_source is 0")
         n_mixed = 0 if mixed is None else len(mixed)
-        self._write_summary(records, kept, n_mixed, how)
-        print(f"adapting to {len(kept)} of {len(records)} teacher-tagged sentences "
-              f"(confidence >= {cfg.adapt_min_confidence}) + {n_mixed} source sentences")
+        self._write_summary(records, n_mixed, how)
+        print(f"adapting to {len(records)} teacher-tagged sentences + {n_mixed} source sentences")
         return DatasetDict({"train": train, "validation": validation})
 
     def evaluation(self, labels: list[str], split: str = "test") -> dict:
@@ -158,10 +153,10 @@ class AdaptationData:
             raise RunError(f"--resume: {path} is missing; the run's targets cannot be rebuilt exactly")
         sample = [(text, k) for text in self.texts for k in self._sampled(text)]
         print(f"teacher {cfg.teacher}: tagging {len(sample)} sentences of {len(self.texts)} file(s)")
-        tags, confidence, how = pseudo_labels.tag_sentences(Path(cfg.teacher), [t.tokens[k] for t, k in sample],
-                                                            self.tokenizer, cfg)
-        records = [{"lang": text.name, "line": text.lines[k], "tokens": text.tokens[k], "tags": tg, "confidence": c}
-                   for (text, k), tg, c in zip(sample, tags, confidence)]
+        tags, how = pseudo_labels.tag_sentences(Path(cfg.teacher), [t.tokens[k] for t, k in sample],
+                                                self.tokenizer, cfg)
+        records = [{"lang": text.name, "line": text.lines[k], "tokens": text.tokens[k], "tags": tg}
+                   for (text, k), tg in zip(sample, tags)]
         pseudo_labels.save(path, made_with, how, records)
         return records, {**how, "reused": False}
 
@@ -193,16 +188,16 @@ class AdaptationData:
                 "adapt_sentences": cfg.adapt_sentences, "seed": cfg.seed, "max_length": cfg.max_length,
                 "unspaced": cfg.unspaced, "decode": cfg.decode, "amp": cfg.amp}
 
-    def _write_summary(self, records: list[dict], kept: list[dict], mixed: int, how: dict) -> None:
+    def _write_summary(self, records: list[dict], mixed: int, how: dict) -> None:
         per_file = {}
         for text in self.texts:
             tagged = [r for r in records if r["lang"] == text.name]
             per_file[text.name] = {"path": str(text.path), "sentences": len(text.tokens), "skipped_lines": text.skipped,
-                                   "tagged": len(tagged), "used": sum(r["lang"] == text.name for r in kept)}
+                                   "tagged": len(tagged)}
         write_json_atomic(run_folder(self.cfg) / SUMMARY, {
             "teacher": self.cfg.teacher, "student_start": self.cfg.model, "targets": TARGETS,
-            "sentences_per_language_cap": self.cfg.adapt_sentences, "min_confidence": self.cfg.adapt_min_confidence,
-            "languages": per_file, "used_sentences": len(kept),
+            "sentences_per_language_cap": self.cfg.adapt_sentences,
+            "languages": per_file, "tagged_sentences": len(records),
             "source": {**self.flags, "mixed_sentences": mixed}, "tagging": how})
 
 

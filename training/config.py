@@ -97,8 +97,6 @@ class TrainConfig:
     peak_tflops: float | None = setting(None, "device peak, to report model FLOPs utilisation")
     adapt_sentences: int = setting(500, "with --teacher: sentences drawn from each unlabeled file (seeded), so one "
                                    "large file cannot drown the other languages; 0 = all")
-    adapt_min_confidence: float = setting(0.0, "with --teacher: train on a sentence only if the teacher gives each "
-                                          "of its words' tags at least this probability")
     adapt_mix_source: int = setting(0, "with --teacher: sentences of the teacher's own labelled training data "
                                     "mixed in (seeded); 0 = none")
 
